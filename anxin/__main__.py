@@ -1,0 +1,5 @@
+import sys
+
+from anxin.cli import main
+
+sys.exit(main())

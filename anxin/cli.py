@@ -1,0 +1,90 @@
+"""The `anxin` command: a table of verbs, each a module with `add_arguments` and `main`.
+
+Modules are imported only when their verb runs, so `anxin --help` answers instantly and a
+missing optional dependency (gradio, fastapi) only affects the verb that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> (module, one-line help). Order is the order of the pipeline.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("anxin.models", "pull the embedded default model, list cached models"),
+    "data": ("anxin.data.commands", "convert, check, describe and download dialogue data"),
+    "train": ("anxin.train", "LoRA fine-tuning (SFT) from a LLaMA-Factory-style YAML config"),
+    "plot": ("anxin.plot", "redraw the loss curves of a training run"),
+    "eval": ("anxin.evaluate", "validation loss, perplexity, BLEU/ROUGE; base vs fine-tuned"),
+    "merge": ("anxin.merge", "merge a LoRA adapter into its base and save a standalone model"),
+    "export": ("anxin.export", "export a model as GGUF (llama.cpp, Ollama) with a Modelfile"),
+    "chat": ("anxin.serve.chat", "talk to a model in the terminal (streaming, with history)"),
+    "serve": ("anxin.serve.api", "OpenAI-compatible HTTP API, or a safety proxy to an upstream"),
+    "web": ("anxin.serve.web", "a Gradio chat page in the browser"),
+    "safety": ("anxin.safety.commands", "crisis detection: check a message, evaluate on a set"),
+    "demo": ("anxin.demo", "the whole job end to end on the embedded model (make demo)"),
+}
+
+EPILOG = """\
+the flow:  anxin models pull smollm2
+           anxin data convert --format smilechat path/to/smile/data -o data/smile.jsonl
+           anxin train configs/smollm2-135m/lora_sft.yaml
+           anxin eval --model smollm2 --adapter saves/smollm2-135m/lora/sft --data data/val.jsonl
+           anxin chat --model smollm2 --adapter saves/smollm2-135m/lora/sft
+
+Run `anxin VERB --help` for a verb's options. Conversations are never logged or sent anywhere.
+"""
+
+
+def top_level_help() -> str:
+    width = max(len(verb) for verb in COMMANDS)
+    lines = [
+        "usage: anxin VERB [options]",
+        "",
+        "anxin (安心): fine-tune and run careful emotional-support chat models.",
+        "",
+    ]
+    lines += ["verbs:"] + [f"  {verb:<{width}}  {text}" for verb, (_, text) in COMMANDS.items()]
+    return "\n".join(lines + ["", EPILOG])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(top_level_help())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from anxin import __version__
+
+        print(f"anxin {__version__}")
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in COMMANDS:
+        import difflib
+
+        hint = difflib.get_close_matches(verb, COMMANDS, n=1)
+        print(f"anxin: unknown verb '{verb}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+        print(f"verbs: {', '.join(COMMANDS)}")
+        return 2
+    module_name, text = COMMANDS[verb]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(
+        prog=f"anxin {verb}", description=text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        print("\nanxin: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line for the errors we raise on purpose
+        if type(error).__name__ in ("ConfigError", "DataError", "ModelError", "TemplateError"):
+            print(f"anxin {verb}: error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
