@@ -7,7 +7,7 @@ and that a crisis dialogue gives a help line. Warmth and good judgement still ne
 
 Usage from the shell::
 
-    python -m anxin.data.rubric data/anxin_sample.jsonl data/parts/*.jsonl
+    python -m anxin.data.rubric data/anxin_sample.jsonl
 """
 
 from __future__ import annotations
