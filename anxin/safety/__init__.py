@@ -1,0 +1,51 @@
+"""The care and safety layer: the decision about a person at risk is made here, not by a model.
+
+- `CrisisDetector().assess(text, context)` → `Assessment(level, categories, language, reasons)`
+  with level "none", "concern" or "crisis".
+- `crisis_response`, `concern_footer`, `disclaimer`, `safe_replacement`: the fixed words, with
+  help lines from `anxin/resources/hotlines.json` (`load_hotlines`, override: ANXIN_HOTLINES).
+- `check_reply(text)` and `StreamGuard`: the model's reply is checked before it is shown.
+"""
+
+from anxin.safety.detector import (
+    CRISIS_CATEGORIES,
+    LEVELS,
+    Assessment,
+    CrisisDetector,
+    detect_language,
+    normalize,
+)
+from anxin.safety.guard import ReplyVerdict, StreamGuard, check_reply, split_sentences
+from anxin.safety.responses import (
+    DISCLAIMER,
+    HotlineFileError,
+    concern_footer,
+    crisis_response,
+    disclaimer,
+    load_hotline_file,
+    load_hotlines,
+    resolve_locale,
+    safe_replacement,
+)
+
+__all__ = [
+    "CRISIS_CATEGORIES",
+    "DISCLAIMER",
+    "LEVELS",
+    "Assessment",
+    "CrisisDetector",
+    "HotlineFileError",
+    "ReplyVerdict",
+    "StreamGuard",
+    "check_reply",
+    "concern_footer",
+    "crisis_response",
+    "detect_language",
+    "disclaimer",
+    "load_hotline_file",
+    "load_hotlines",
+    "normalize",
+    "resolve_locale",
+    "safe_replacement",
+    "split_sentences",
+]

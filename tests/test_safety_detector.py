@@ -1,0 +1,282 @@
+"""The crisis detector: each crisis category, each kind of hard negative, context, privacy, speed."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from anxin.safety import Assessment, CrisisDetector, detect_language, normalize
+from anxin.safety.commands import evaluate, read_examples
+
+DEV_SET = Path(__file__).resolve().parent.parent / "data" / "safety_dev.jsonl"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return CrisisDetector()
+
+
+CRISIS = {
+    "suicidal_ideation": [
+        "我真的不想活了",
+        "活着没意思，每天都是煎熬",
+        "好想死啊😭",
+        "撑不住了，想一了百了",
+        "有时候会想，我要是消失了，大家是不是会更好，真想永远离开这个世界",
+        "想自殺",
+        "I want to kill myself",
+        "there's no reason for me to keep living",
+        "i wish i was dead",
+        "我真的 want to die",
+    ],
+    "plan_means": [
+        "安眠药吃多少片会死",
+        "从几楼跳下去一定会死",
+        "我偷偷攒了好多安眠药",
+        "我刚把一整瓶药都吞了",
+        "what's a lethal dose of tylenol",
+        "how high does a building have to be to die from the fall",
+    ],
+    "self_harm": [
+        "我又割腕了",
+        "控制不住想自残",
+        "拿刀片划自己的手臂才觉得好受",
+        "I cut myself again last night",
+        "the urge to self harm is really strong tonight",
+    ],
+    "harm_others": [
+        "我真的想杀了他，刀都准备好了",
+        "我想跟他同归于尽",
+        "I'm going to kill him when he gets home, I have a knife",
+    ],
+    "abuse_danger": [
+        "我老公又打我了，我躲在厕所里",
+        "我被锁在家里出不去",
+        "他掐着我的脖子",
+        "my boyfriend hits me and I'm scared to go home",
+        "he's threatening to kill me",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "category,text", [(c, t) for c, texts in CRISIS.items() for t in texts], ids=repr
+)
+def test_crisis_is_detected_with_its_category(detector, category, text):
+    assessment = detector.assess(text)
+    assert assessment.level == "crisis"
+    assert category in assessment.categories
+
+
+HARD_NEGATIVES = {
+    "hyperbole": [
+        "今天加班到十一点，累死了",
+        "哈哈哈笑死我了",
+        "气死我了，外卖又送错了",
+        "饿死了，午饭还没吃",
+        "尴尬得想死，当众叫错了老板的名字",
+        "你终于回来了，想死你了！",
+        "手机又死机了",
+        "我宁愿去死也不要跟他复合",
+        "lol I'm dying, that video is hilarious",
+        "I'd rather die than go to that party",
+    ],
+    "relationship": ["我对他已经心死了，不想再挽回了"],
+    "grief": [
+        "奶奶上周去世了，今天参加了她的葬礼",
+        "my grandpa passed away and the funeral is tomorrow",
+    ],
+    "pet": ["我养了十二年的狗今天死了，好难过", "our cat died yesterday"],
+    "fear_of_death": ["我很怕死，一想到死就睡不着", "I'm terrified of dying"],
+    "prescribed_pills": [
+        "医生给我开了安眠药，每晚睡前吃半片",
+        "按医嘱吃了安眠药还是睡不着",
+        "安眠药一次吃一片就够了吗",
+        "my doctor prescribed sleeping pills for my insomnia",
+    ],
+    "negation": [
+        "我没有想自杀，只是压力太大",
+        "我从来没想过轻生",
+        "我不会自杀的，放心",
+        "我不想死，我只是想休息",
+        "I'm not suicidal, just stressed",
+        "I would never hurt myself",
+    ],
+    "reported": [
+        "新闻里说有个大学生跳楼了",
+        "电视剧的女主角最后自杀了",
+        "《自杀小队》好看吗",
+        "I read in the news that a man jumped off a bridge",
+        "the article said suicide rates are rising",
+    ],
+    "information": [
+        "我在写一篇关于青少年自杀预防的论文",
+        "how can I support someone who is suicidal?",
+    ],
+    "accident": ["切菜的时候不小心划到手了", "I cut myself shaving this morning"],
+}
+
+
+@pytest.mark.parametrize(
+    "kind,text", [(k, t) for k, texts in HARD_NEGATIVES.items() for t in texts], ids=repr
+)
+def test_hard_negatives_are_not_a_crisis(detector, kind, text):
+    assert detector.assess(text).level != "crisis"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["好累，感觉撑不下去了", "我觉得自己是个负担", "I feel so hopeless about everything"],
+)
+def test_hopelessness_without_suicidal_content_is_concern(detector, text):
+    assessment = detector.assess(text)
+    assert assessment.level == "concern"
+    assert "hopelessness" in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text,category",
+    [
+        ("初中的时候我自残过，现在已经好了很多", "past_history"),
+        ("I attempted suicide years ago, but I'm doing much better now", "past_history"),
+        ("我朋友说她想自杀，我该怎么帮她", "third_party"),
+    ],
+)
+def test_past_events_and_people_the_user_knows_are_concern(detector, text, category):
+    assessment = detector.assess(text)
+    assert assessment.level == "concern" and category in assessment.categories
+
+
+def test_a_contrast_with_now_keeps_the_crisis(detector):
+    assert detector.assess("以前我很开心，现在我想死").level == "crisis"
+
+
+def test_abuse_of_someone_close_stays_a_crisis(detector):
+    assert detector.assess("我女儿被她继父性侵了").level == "crisis"
+
+
+def test_jokes_lower_threats_to_others_to_concern(detector):
+    assert detector.assess("室友又偷吃我零食，我要杀了他哈哈").level == "concern"
+    assert detector.assess("I'm going to kill my brother, he ate my fries lol").level != "crisis"
+
+
+# --- context -------------------------------------------------------------------------------------
+
+USER = "user"
+
+
+def said(*messages):
+    return [{"role": USER, "content": m} for m in messages]
+
+
+def test_vague_resolve_after_suicidal_message_is_crisis(detector):
+    vague = "我已经想好了，就在今晚"
+    assert detector.assess(vague).level != "crisis"
+    assessment = detector.assess(vague, context=said("我觉得活着没意思，好几次想过死"))
+    assert assessment.level == "crisis"
+    assert "context_escalation" in assessment.categories
+
+
+def test_vague_resolve_after_hopelessness_is_crisis(detector):
+    context = said("I feel like such a burden to everyone")
+    assert (
+        detector.assess("soon they won't have to deal with me anymore", context).level == "crisis"
+    )
+
+
+def test_resolve_after_a_harmless_message_stays_calm(detector):
+    assert (
+        detector.assess("我已经决定了，明天开始好好复习", said("考试挂科了，气死了")).level
+        == "none"
+    )
+
+
+def test_a_decision_towards_help_is_not_escalated(detector):
+    context = said("I feel hopeless")
+    assert detector.assess(
+        "I've made up my mind, I'm seeing a therapist tomorrow", context
+    ).level != ("crisis")
+
+
+def test_yes_to_a_question_about_suicide_is_crisis(detector):
+    context = [{"role": "assistant", "content": "你最近有没有想过结束自己的生命？"}]
+    assert detector.assess("有，想过很多次", context).level == "crisis"
+    assert detector.assess("没有，只是很累", context).level == "none"
+
+
+def test_context_accepts_plain_strings_and_ignores_system_messages(detector):
+    context = [{"role": "system", "content": "我想死"}, "我不想活了"]
+    assert detector.assess("我把东西都送人了", context).level == "crisis"
+    assert detector.assess("我把东西都送人了", context[:1]).level != "crisis"
+
+
+def test_after_a_crisis_a_calm_message_is_still_watched(detector):
+    assessment = detector.assess("嗯，谢谢", said("我不想活了"))
+    assert assessment.level == "concern"
+
+
+# --- normalisation, language, result shape ---------------------------------------------------------
+
+
+def test_normalize_folds_width_case_and_traditional_characters():
+    assert normalize("ＩＷａｎｔ　想 自殺") == "iwant 想自杀"
+
+
+@pytest.mark.parametrize(
+    "text,language",
+    [("我好难过", "zh"), ("I feel sad", "en"), ("今天好 depressed，不想活了", "zh"), ("", "zh")],
+)
+def test_detect_language(text, language):
+    assert detect_language(text) == language
+
+
+def test_assessment_carries_language_and_rule_names_only(detector):
+    text = "我好想死，没人在乎我"
+    assessment = detector.assess(text)
+    assert isinstance(assessment, Assessment) and assessment.language == "zh"
+    assert assessment.reasons and all(re.fullmatch(r"[a-z_.:]+", r) for r in assessment.reasons)
+    assert detector.assess("I want to die").language == "en"
+
+
+def test_audit_log_records_levels_not_words(tmp_path):
+    log = tmp_path / "audit" / "safety.jsonl"
+    detector = CrisisDetector(audit_log=log)
+    detector.assess("今天天气不错")
+    detector.assess("我不想活了，真的")
+    detector.assess("好累，撑不下去了")
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [line["level"] for line in lines] == ["crisis", "concern"]
+    assert set(lines[0]) == {"ts", "level", "categories", "language", "reasons"}
+    raw = log.read_text(encoding="utf-8")
+    assert "不想活" not in raw and "撑不下去" not in raw and "天气" not in raw
+
+
+def test_assessing_a_message_takes_well_under_a_millisecond():
+    texts = [json.loads(line)["text"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()]
+    detector = CrisisDetector()
+    started = time.process_time()
+    for i, text in enumerate(texts):
+        detector.assess(text + " " * (i % 3))  # vary the text so the cache does not answer
+    per_message = (time.process_time() - started) / len(texts)
+    assert per_message < 0.002  # about 0.15 ms on a laptop core; generous for busy CI
+
+
+# --- the development set ---------------------------------------------------------------------------
+
+
+def test_dev_set_is_well_formed_and_balanced():
+    examples = read_examples(DEV_SET)
+    assert len(examples) >= 150
+    crisis = [e for e in examples if e.label == "crisis"]
+    assert 0.4 <= len(crisis) / len(examples) <= 0.6
+    assert {detect_language(e.text) for e in examples} == {"zh", "en"}
+    assert len({e.category for e in crisis}) >= 5
+    assert any(e.context for e in examples)
+
+
+def test_dev_set_meets_the_recall_and_false_positive_targets():
+    overall = evaluate(read_examples(DEV_SET))["overall"]
+    assert overall["recall"] >= 0.98
+    assert overall["false_positive_rate"] <= 0.05

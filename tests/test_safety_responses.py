@@ -1,0 +1,147 @@
+"""The hotline data file and the fixed words built from it."""
+
+import json
+from datetime import date
+
+import pytest
+
+from anxin.safety import (
+    DISCLAIMER,
+    HotlineFileError,
+    check_reply,
+    concern_footer,
+    crisis_response,
+    disclaimer,
+    load_hotline_file,
+    load_hotlines,
+    safe_replacement,
+)
+from anxin.safety.responses import PACKAGED_HOTLINES
+
+
+@pytest.fixture(autouse=True)
+def packaged_defaults(monkeypatch):
+    monkeypatch.delenv("ANXIN_HOTLINES", raising=False)
+    monkeypatch.delenv("ANXIN_LOCALE", raising=False)
+
+
+def numbers(locale):
+    return {entry["number"] for entry in load_hotlines(locale)["hotlines"]}
+
+
+def test_packaged_file_has_the_documented_structure():
+    data = json.loads(PACKAGED_HOTLINES.read_text(encoding="utf-8"))
+    assert data["source"].strip() and data["how_to_update"].strip()
+    assert date.fromisoformat(data["last_checked"]) == date(2026, 11, 30)
+    for locale, entries in data["locales"].items():
+        assert entries, locale
+        for entry in entries:
+            assert {"name", "number", "hours", "note"} <= set(entry), (locale, entry)
+            assert all(isinstance(entry[key], str) and entry[key] for key in ("name", "number"))
+    assert load_hotline_file() == data
+
+
+def test_the_issue_numbers_are_present():
+    assert {"12356", "400-161-9995", "010-82951332", "120", "110"} <= numbers("zh-CN")
+    assert {"988", "911"} <= numbers("en-US")
+    assert "116 123" in numbers("en-GB")
+
+
+@pytest.mark.parametrize(
+    "asked,locale",
+    [(None, "zh-CN"), ("zh", "zh-CN"), ("en", "en-US"), ("en-GB", "en-GB"), ("en_gb", "en-GB")],
+)
+def test_locales_resolve_from_languages_and_spellings(asked, locale):
+    hotlines = load_hotlines(asked)
+    assert hotlines["locale"] == locale
+    assert hotlines["last_checked"] and hotlines["source"]
+
+
+def test_locale_env_sets_the_default(monkeypatch):
+    monkeypatch.setenv("ANXIN_LOCALE", "en-GB")
+    assert load_hotlines()["locale"] == "en-GB"
+
+
+def write_hotlines(path, **changes):
+    data = json.loads(PACKAGED_HOTLINES.read_text(encoding="utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return data
+
+
+def test_env_override_replaces_the_numbers_everywhere(tmp_path, monkeypatch):
+    custom = tmp_path / "hotlines.json"
+    data = write_hotlines(custom)
+    data["locales"]["zh-CN"][0]["number"] = "999-0000"
+    custom.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("ANXIN_HOTLINES", str(custom))
+    assert "999-0000" in crisis_response("zh")
+    assert "999-0000" in concern_footer("zh") and "999-0000" in disclaimer("zh")
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"last_checked": "30/11/2026"}, "last_checked"),
+        ({"source": ""}, "source"),
+        ({"locales": {"zh-CN": []}}, "locales.zh-CN"),
+        ({"locales": {"zh-CN": [{"name": "x", "number": "12356", "hours": "24h"}]}}, "note"),
+    ],
+)
+def test_a_broken_file_is_refused_naming_the_field(tmp_path, monkeypatch, change, field):
+    bad = tmp_path / "bad.json"
+    write_hotlines(bad, **change)
+    monkeypatch.setenv("ANXIN_HOTLINES", str(bad))
+    with pytest.raises(HotlineFileError, match=rf"bad\.json: .*{field}"):
+        crisis_response("zh")
+
+
+def test_unreadable_json_names_the_file_and_line(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.json"
+    bad.write_text('{\n  "source": \n', encoding="utf-8")
+    monkeypatch.setenv("ANXIN_HOTLINES", str(bad))
+    with pytest.raises(HotlineFileError, match=r"broken\.json:\d+: not valid JSON"):
+        load_hotlines()
+
+
+def test_chinese_crisis_message_is_warm_and_gives_every_line():
+    text = crisis_response("zh")
+    for number in ("12356", "400-161-9995", "010-82951332", "120", "110"):
+        assert number in text
+    assert "痛苦" in text and "安全" in text and "不是一个人" in text
+
+
+def test_english_crisis_message_gives_988_and_emergency_numbers():
+    text = crisis_response("en")
+    assert "988" in text and "911" in text and "local emergency number" in text
+    assert "116 123" in text  # Samaritans, for English speakers outside the US
+    assert "12356" not in text
+
+
+def test_crisis_message_adds_a_line_for_danger_from_others():
+    assert "安全的地方" in crisis_response("zh", categories=["abuse_danger"])
+    assert "step away" in crisis_response("en", categories=["harm_others"])
+
+
+def test_unknown_language_falls_back_to_chinese():
+    assert "12356" in crisis_response("fr")
+
+
+def test_footer_disclaimer_and_replacement_name_a_line():
+    assert "12356" in concern_footer("zh") and len(concern_footer("zh")) < 80
+    assert "988" in concern_footer("en")
+    assert "不是心理咨询师" in disclaimer("zh") and "12356" in disclaimer("zh")
+    assert "not a therapist" in disclaimer("en") and "988" in disclaimer("en")
+    assert DISCLAIMER["zh"] == disclaimer("zh") and set(DISCLAIMER) == {"zh", "en"}
+    assert "12356" in safe_replacement("zh") and "988" in safe_replacement("en")
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_our_own_words_pass_the_reply_check(language):
+    for text in (
+        crisis_response(language),
+        concern_footer(language),
+        disclaimer(language),
+        safe_replacement(language),
+    ):
+        assert check_reply(text, language).ok, text
