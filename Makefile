@@ -34,7 +34,7 @@ test-slow: install
 # Debian's Chromium for the web UI test; skipped quietly where apt is unavailable.
 browser:
 	@command -v chromium >/dev/null 2>&1 || ( command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
-	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped" )
 
 lint: install

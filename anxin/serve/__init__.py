@@ -1,0 +1,188 @@
+"""The interfaces over the Engine: terminal chat, the OpenAI-compatible API, the web page.
+
+They share one set of generation options (`add_engine_arguments`) and one way to build the
+Engine from them (`engine_from_args`), local or in front of an upstream server, so `anxin chat`,
+`anxin serve` and `anxin web` accept the same flags and get the same care layer. Heavy imports
+(torch, transformers, httpx) happen inside the functions, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from anxin.engine import Engine
+
+# Mirrors GenerationSettings' defaults (engine.py) without importing the engine for --help.
+DEFAULTS = dict(
+    max_new_tokens=256, temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1, seed=None
+)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True) -> None:
+    """The model, persona and sampling flags every interface accepts."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        help="a name (smollm2), an HF folder, a .gguf file or a hub id (default: smollm2)",
+    )
+    model.add_argument("--adapter", help="a LoRA adapter folder saved by `anxin train`")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 (default: auto)")
+    model.add_argument(
+        "--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)"
+    )
+    model.add_argument(
+        "--template",
+        help="chat template: default (the tokenizer's own), chatml or llama3",
+    )
+    model.add_argument(
+        "--backend",
+        choices=("transformers", "llamacpp"),
+        default="transformers",
+        help="local generator (default: transformers; llamacpp needs a .gguf model)",
+    )
+    model.add_argument(
+        "--allow-template-mismatch",
+        action="store_true",
+        help="chat even if the template differs from the one the model was trained with",
+    )
+    model.add_argument(
+        "--system", help="the persona (system prompt); default: the one saved with the model"
+    )
+    if upstream:
+        add_upstream_arguments(parser)
+    sampling = parser.add_argument_group("sampling (a request may override them)")
+    default = " (default: %(default)s)"
+    sampling.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULTS["max_new_tokens"],
+        help="longest reply in tokens" + default,
+    )
+    sampling.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULTS["temperature"],
+        help="0 means greedy" + default,
+    )
+    sampling.add_argument("--top-p", type=float, default=DEFAULTS["top_p"], help=default[1:])
+    sampling.add_argument("--top-k", type=int, default=DEFAULTS["top_k"], help=default[1:])
+    sampling.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=DEFAULTS["repetition_penalty"],
+        help="above 1 discourages loops" + default,
+    )
+    sampling.add_argument("--seed", type=int, help="fix sampling for reproducible replies")
+    model.add_argument(
+        "--language",
+        choices=("zh", "en"),
+        default="zh",
+        help="language of the disclaimer and hotline panel (default: zh)",
+    )
+
+
+def add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "upstream",
+        "let another OpenAI-compatible server generate (vLLM, SGLang, llama.cpp, Ollama)",
+    )
+    group.add_argument(
+        "--upstream", metavar="URL", help="its base URL, e.g. http://gpu-box:8000/v1"
+    )
+    group.add_argument(
+        "--upstream-model", help="the model name to ask it for (default: its first model)"
+    )
+    group.add_argument(
+        "--upstream-key",
+        help="Bearer key for the upstream (default: $ANXIN_UPSTREAM_KEY)",
+    )
+    group.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the upstream's next bytes before answering 504 (default: 60)",
+    )
+    group.add_argument(
+        "--tokenizer",
+        help="a tokenizer folder to count prompt tokens exactly (default: an estimate)",
+    )
+    group.add_argument(
+        "--context-length",
+        type=int,
+        help="the upstream model's context window in tokens (default: asked, else 4096)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace):
+    from anxin.engine import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+
+
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    """A local Engine, or one whose generation happens on `--upstream`."""
+    import os
+
+    from anxin.engine import Engine
+
+    settings = settings_from_args(args)
+    if getattr(args, "upstream", None):
+        from anxin.models import ModelError
+        from anxin.serve.upstream import UpstreamBackend, UpstreamError
+
+        try:
+            backend = UpstreamBackend.connect(
+                args.upstream,
+                model=args.upstream_model,
+                api_key=args.upstream_key or os.environ.get("ANXIN_UPSTREAM_KEY"),
+                timeout=args.upstream_timeout,
+                tokenizer=args.tokenizer,
+                context_length=args.context_length,
+                template=args.template,
+            )
+        except UpstreamError as error:  # one clear line from the CLI, not a traceback
+            raise ModelError(str(error)) from error
+        persona = {"system_prompt": args.system} if args.system else {}
+        return Engine(backend, settings=settings, **persona)
+    return Engine.from_pretrained(
+        args.model,
+        args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        template=args.template,
+        system_prompt=args.system,
+        allow_template_mismatch=args.allow_template_mismatch,
+        backend=args.backend,
+        settings=settings,
+    )
+
+
+def model_label(args: argparse.Namespace, engine: Engine | None = None) -> str:
+    """A short name for the served model: the upstream's model, else the adapter's or model's
+    folder name."""
+    from pathlib import Path
+
+    if getattr(args, "upstream", None):
+        discovered = getattr(getattr(engine, "backend", None), "model", None)
+        return discovered or args.upstream_model or "anxin-upstream"
+    ref = args.adapter or args.model or "smollm2"
+    return Path(str(ref).rstrip("/")).name or "anxin"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

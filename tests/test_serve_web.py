@@ -1,0 +1,165 @@
+"""`anxin web`: the page's reply logic directly, then the real page in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from test_serve_api import CRISIS, ScriptedBackend
+
+from anxin import safety
+from anxin.engine import Engine
+from anxin.serve.web import Conversations, build_page, hotline_markdown, launch, parse_auth
+
+REPLY = "I hear you. That sounds really hard. What happened today?"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def test_respond_streams_and_keeps_the_history():
+    backend = ScriptedBackend(REPLY, piece=5)
+    talk = Conversations(Engine(backend, system_prompt="persona"))
+    steps = list(talk.respond("  hello  ", []))
+    shown, kept, box = steps[-1]
+    assert (
+        shown
+        == kept
+        == [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": REPLY},
+        ]
+    )
+    assert box == "" and len(steps) > 1  # the reply grew in view
+    assert REPLY.startswith(steps[0][0][-1]["content"])
+    steps = list(talk.respond("and then?", kept))
+    assert [m["content"] for m in backend.prompts[-1]] == ["persona", "hello", REPLY, "and then?"]
+    assert list(talk.respond("   ", kept)) == [(kept, kept, "")]
+    assert talk.turns == {}  # no per-session state is left behind
+
+
+def test_stop_ends_the_reply_early_and_reset_forgets():
+    backend = ScriptedBackend("Some words. " * 20, piece=4)
+    talk = Conversations(Engine(backend))
+    replies = talk.respond("hello", [], session="visitor")
+    next(replies)
+    talk.stop("visitor")
+    *_, (shown, kept, _) = replies
+    assert len(kept[-1]["content"]) < len(backend.reply)
+    assert backend.stopped_early.is_set()
+    replies = talk.respond("hello again", kept, session="visitor")
+    next(replies)
+    assert talk.reset("visitor") == ([], [], "")
+    assert list(replies)[-1] == ([], [], "")  # a reply cut by Reset leaves nothing behind
+
+
+def test_crisis_message_never_reaches_the_model_from_the_page():
+    backend = ScriptedBackend("MODEL WORDS")
+    *_, (shown, _, _) = Conversations(Engine(backend)).respond(CRISIS, [])
+    assert "12356" in shown[-1]["content"] and "MODEL WORDS" not in shown[-1]["content"]
+    assert backend.prompts == []
+
+
+def test_hotline_panel_and_auth_parsing():
+    panel = hotline_markdown("zh")
+    for entry in safety.load_hotlines("zh")["hotlines"]:
+        assert entry["number"] in panel
+    assert "988" in hotline_markdown("en")
+    assert parse_auth("me:pa:ss") == ("me", "pa:ss") and parse_auth(None) is None
+    with pytest.raises(ValueError, match="USER:PASSWORD"):
+        parse_auth("nopassword")
+
+
+# --- the real page in a browser ---------------------------------------------------------------
+
+browser_test = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}"
+)
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    backend = ScriptedBackend(REPLY, piece=4, delay=0.08)
+    page = build_page(Engine(backend), "zh")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = launch(page, "127.0.0.1", port, block=False)
+    try:
+        yield url, backend
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def send(tab, text: str, expect: str, timeout: float = 20) -> list[str]:
+    """Type `text`, press Send, and collect the last bot message as it changes until `expect`
+    appears in it."""
+    bot = tab.locator('[data-testid="bot"]')
+    before = bot.count()
+    tab.fill("#message textarea", text)
+    tab.click("#send")
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not (seen and expect in seen[-1]):
+        assert time.monotonic() < deadline, f"no reply containing {expect!r}; saw {seen}"
+        if bot.count() > before:
+            text_now = bot.last.inner_text().strip()
+            if text_now and (not seen or seen[-1] != text_now):
+                seen.append(text_now)
+        time.sleep(0.03)
+    return seen
+
+
+@pytest.mark.browser
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
+@browser_test
+def test_the_page_streams_a_reply_and_shows_the_care_panel(page_url, browser):
+    url, _ = page_url
+    tab = browser.new_page(viewport={"width": 1200, "height": 800})
+    tab.goto(url)
+    assert tab.locator("#disclaimer").inner_text().strip() == safety.disclaimer("zh")
+    assert tab.locator("#disclaimer").is_visible() and tab.locator("#hotlines").is_visible()
+    assert "12356" in tab.locator("#hotlines").inner_text()
+    seen = send(tab, "hello", expect="What happened today?")
+    assert seen[-1] == REPLY
+    assert any(REPLY.startswith(s) and s != REPLY for s in seen), f"not streamed: {seen}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
+    tab.click("#reset")
+    tab.locator('[data-testid="bot"]').first.wait_for(state="detached", timeout=5000)
+    tab.close()
+
+
+@pytest.mark.browser
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
+@browser_test
+def test_the_page_answers_a_crisis_without_the_model(page_url, browser):
+    url, backend = page_url
+    tab = browser.new_page()
+    tab.goto(url)
+    seen = send(tab, CRISIS, expect="12356")
+    assert "really hard" not in seen[-1]
+    assert all(CRISIS not in m["content"] for prompt in backend.prompts for m in prompt)
+    tab.close()
