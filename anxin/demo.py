@@ -95,7 +95,9 @@ def main(args: argparse.Namespace) -> int:
     started = step(6, "a short conversation with the merged model (greedy)")
     engine = Engine.from_pretrained(str(merged))
     for message in SAMPLE_MESSAGES:
-        reply = engine.chat([{"role": "user", "content": message}], temperature=0.0, max_new_tokens=80)
+        reply = engine.chat(
+            [{"role": "user", "content": message}], temperature=0.0, max_new_tokens=80
+        )
         action = reply.safety.action if reply.safety else "none"
         say(f"\nyou:   {message}\nanxin: {reply.text.strip()}\n       [care layer: {action}]")
     timings["chat"] = time.time() - started
