@@ -212,6 +212,20 @@ def test_context_accepts_plain_strings_and_ignores_system_messages(detector):
     assert detector.assess("我把东西都送人了", context[:1]).level != "crisis"
 
 
+def test_an_earlier_message_only_the_classifier_understood_still_colours_the_next(monkeypatch):
+    from anxin.safety import detector as module
+
+    earlier = said("我把猫托付给朋友了，以后也不用再麻烦谁了")  # no rule says crisis here
+    assert CrisisDetector().assess("都安排好了", earlier).level == "crisis"
+    monkeypatch.setattr(module, "CLASSIFIER_CRISIS_AT", 2.0)  # rules alone
+    monkeypatch.setattr(module, "CLASSIFIER_CONCERN_AT", 2.0)
+    module._assess_cached.cache_clear()
+    try:
+        assert CrisisDetector().assess("都安排好了", earlier).level != "crisis"
+    finally:
+        module._assess_cached.cache_clear()
+
+
 def test_after_a_crisis_a_calm_message_is_still_watched(detector):
     assessment = detector.assess("嗯，谢谢", said("我不想活了"))
     assert assessment.level == "concern"
@@ -237,6 +251,8 @@ def test_assessment_carries_language_and_rule_names_only(detector):
     assessment = detector.assess(text)
     assert isinstance(assessment, Assessment) and assessment.language == "zh"
     assert assessment.reasons and all(re.fullmatch(r"[a-z_.:]+", r) for r in assessment.reasons)
+    found = detector.assess("我把东西都分给了室友，银行卡密码写在抽屉里")
+    assert all(re.fullmatch(r"[a-z_.:]+|classifier:[01]\.\d\d", r) for r in found.reasons)
     assert detector.assess("I want to die").language == "en"
 
 
