@@ -1,0 +1,167 @@
+"""Trainer callbacks: the run log, checkpoint completion, and what the terminal shows.
+
+Only the main process writes files or prints; the others train quietly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from anxin.train import checkpoints
+
+
+def _wait_for_everyone() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class CheckpointCompletion(TrainerCallback):
+    """Mark checkpoint-N complete once every process has saved its part, then rotate.
+
+    `extras(folder)` adds anxin's own files first (the chat template card), so any complete
+    checkpoint can be chatted with as an adapter.
+    """
+
+    def __init__(self, keep: int | None, extras=None):
+        self.keep = keep
+        self.extras = extras
+
+    def on_save(self, args, state, control, **kwargs):
+        _wait_for_everyone()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                if self.extras is not None:
+                    self.extras(folder)
+                checkpoints.mark_complete(folder, state.global_step)
+            checkpoints.rotate(args.output_dir, self.keep, protect=state.best_model_checkpoint)
+        return control
+
+
+def log_entry(logs: dict, state, elapsed: float, tokens_per_s: float | None) -> dict | None:
+    """One trainer_log.jsonl line from HF's log dict; None for the end-of-run summary."""
+    if "train_loss" in logs:
+        return None
+    entry = {"step": state.global_step, "total_steps": state.max_steps}
+    entry["epoch"] = round(float(logs.get("epoch", state.epoch or 0.0)), 4)
+    for source, target in (("loss", "loss"), ("eval_loss", "eval_loss")):
+        if source in logs:
+            entry[target] = round(float(logs[source]), 6)
+    if "learning_rate" in logs:
+        entry["lr"] = float(logs["learning_rate"])
+    if "grad_norm" in logs:
+        entry["grad_norm"] = round(float(logs["grad_norm"]), 4)
+    if tokens_per_s is not None and "loss" in logs:
+        entry["tokens_per_s"] = round(tokens_per_s, 1)
+    entry["elapsed_s"] = round(elapsed, 2)
+    return entry
+
+
+class TrainerLog(TrainerCallback):
+    """Append one JSON line per log event to OUTPUT_DIR/trainer_log.jsonl and show progress.
+
+    Lines hold numbers only (step, epoch, loss, eval_loss, lr, tokens/s, elapsed), never text
+    from the conversations. On a terminal a progress bar shows loss and ETA; elsewhere (a log
+    file, CI) one short line per log event.
+    """
+
+    def __init__(self, output_dir: str | Path, elapsed_before: float = 0.0, show: bool = True):
+        self.path = Path(output_dir) / checkpoints.TRAINER_LOG
+        self.elapsed_before = elapsed_before  # time spent before a resume
+        self.show = show
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+        self.started = time.time()
+        self.last_time = self.started
+        self.last_tokens = self.tokens_at_start = 0
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last_time = time.time()
+        self.last_tokens = self.tokens_at_start = state.num_input_tokens_seen
+        self.first_step = state.global_step
+        if state.is_world_process_zero and self.show and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, unit="step", dynamic_ncols=True
+            )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        now = time.time()
+        tokens_per_s = None
+        if "loss" in logs and now > self.last_time:
+            tokens_per_s = (state.num_input_tokens_seen - self.last_tokens) / (now - self.last_time)
+        if "loss" in logs or "eval_loss" in logs:
+            # The next interval starts now, so time spent evaluating does not count as training.
+            self.last_time, self.last_tokens = now, state.num_input_tokens_seen
+        entry = log_entry(logs, state, self._elapsed(), tokens_per_s)
+        if entry is None:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self._show(entry, state)
+
+    def _show(self, entry: dict, state) -> None:
+        if not self.show:
+            return
+        if self.bar is not None:
+            # Keep the last training loss showing while an evaluation reports, and vice versa.
+            self.postfix.update({k: f"{entry[k]:.4f}" for k in ("loss", "eval_loss") if k in entry})
+            if "lr" in entry:
+                self.postfix["lr"] = f"{entry['lr']:.2e}"
+            self.bar.set_postfix(self.postfix, refresh=True)
+            return
+        print(format_line(entry, self.eta(state)), file=sys.stderr, flush=True)
+
+    def eta(self, state) -> float | None:
+        done = state.global_step - self.first_step
+        if done <= 0:
+            return None
+        return (time.time() - self.started) / done * (state.max_steps - state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_line(entry: dict, eta: float | None) -> str:
+    """`step 10/30  loss 2.1340  lr 4.9e-05  163 tok/s  1m10s elapsed  2m20s left`."""
+    parts = [f"step {entry['step']}/{entry['total_steps']}"]
+    if "loss" in entry:
+        parts.append(f"loss {entry['loss']:.4f}")
+    if "eval_loss" in entry:
+        parts.append(f"eval_loss {entry['eval_loss']:.4f}")
+    if "lr" in entry:
+        parts.append(f"lr {entry['lr']:.2e}")
+    if "tokens_per_s" in entry:
+        parts.append(f"{entry['tokens_per_s']:.0f} tok/s")
+    parts.append(f"{_duration(entry['elapsed_s'])} elapsed")
+    if eta is not None and "loss" in entry:
+        parts.append(f"{_duration(eta)} left")
+    return "anxin: " + "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"

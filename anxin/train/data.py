@@ -1,0 +1,248 @@
+"""Training data: conversations in, token ids and labels out, tokenised once and cached.
+
+Each conversation is rendered with the one chat template (`anxin.template.render_conversation`)
+so labels are -100 everywhere but on assistant answers. The result is cached under
+`$ANXIN_HOME/cache/tokenized/`, keyed by the data fingerprint, the template, the tokenizer and
+cutoff_len, so a second run (or a resumed one) starts training at once. Batches are padded to
+their own longest conversation; a batch of one is never padded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from anxin.atomic import atomic_path
+from anxin.data.registry import load_datasets
+from anxin.data.split import dataset_fingerprint, select_samples, split_validation
+from anxin.models import anxin_home
+from anxin.template import IGNORE_INDEX, render_conversation, template_fingerprint, with_system
+
+# Bump when the rendering changes in a way the cache key cannot see.
+RENDER_VERSION = 1
+
+
+@dataclass
+class Conversations:
+    """The chosen training and validation records (persona already added)."""
+
+    train: list[dict]
+    validation: list[dict]
+
+    def fingerprints(self) -> dict[str, str]:
+        return {
+            "train": dataset_fingerprint(self.train),
+            "validation": dataset_fingerprint(self.validation),
+        }
+
+
+def load_conversations(data_args, default_system: str | None, seed: int) -> Conversations:
+    """Read the datasets, keep max_samples, split off validation, add the persona.
+
+    Raises anxin.data.DataError (an unknown dataset, a bad record) before any model loads.
+    """
+    records = load_datasets(data_args.dataset, data_args.dataset_dir, seed=seed)
+    records = select_samples(records, data_args.max_samples, seed)
+    if data_args.eval_dataset:
+        validation = load_datasets(data_args.eval_dataset, data_args.dataset_dir, seed=seed)
+        validation = select_samples(validation, data_args.max_samples, seed)
+        train = records
+    else:
+        train, validation = split_validation(records, data_args.val_size, seed)
+    return Conversations(
+        train=[_with_persona(r, default_system) for r in train],
+        validation=[_with_persona(r, default_system) for r in validation],
+    )
+
+
+def _with_persona(record: dict, default_system: str | None) -> dict:
+    return {"messages": with_system(record["messages"], default_system)}
+
+
+# --- tokenising, with a cache ---------------------------------------------------------------
+
+
+@dataclass
+class TokenizeStats:
+    conversations: int
+    skipped_no_answer: int  # nothing left to train on after truncation
+    dropped_pairs: int  # oldest turn pairs dropped to fit cutoff_len
+    truncated: int  # conversations whose last exchange was cut
+    tokens: int
+    trained_tokens: int
+    from_cache: bool
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identify a vocabulary cheaply: its size plus the ids of a fixed mixed-language probe."""
+    probe = "Hello, 你好！I feel 有点难过 today. <|im_end|> 123"
+    ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    text = f"{len(tokenizer)}|{ids}|{tokenizer.eos_token}|{tokenizer.bos_token}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def cache_key(records: list[dict], tokenizer, cutoff_len: int) -> str:
+    parts = [
+        f"v{RENDER_VERSION}",
+        dataset_fingerprint(records),
+        template_fingerprint(tokenizer),
+        tokenizer_fingerprint(tokenizer),
+        str(cutoff_len),
+    ]
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    return anxin_home() / "cache" / "tokenized"
+
+
+class TokenizedDataset:
+    """Token ids and labels of many conversations, stored flat (cheap to save and load)."""
+
+    def __init__(self, input_ids, labels, offsets):
+        self.input_ids = input_ids  # torch int32, all conversations end to end
+        self.labels = labels
+        self.offsets = offsets  # torch int64, len(self) + 1 boundaries
+
+    @classmethod
+    def from_lists(cls, ids: list[list[int]], labels: list[list[int]]) -> TokenizedDataset:
+        import torch
+
+        lengths = torch.tensor([0] + [len(x) for x in ids], dtype=torch.int64)
+        flat_ids = [token for row in ids for token in row]
+        flat_labels = [token for row in labels for token in row]
+        return cls(
+            torch.tensor(flat_ids, dtype=torch.int32),
+            torch.tensor(flat_labels, dtype=torch.int32),
+            torch.cumsum(lengths, 0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def length(self, index: int) -> int:
+        return int(self.offsets[index + 1] - self.offsets[index])
+
+    def __getitem__(self, index: int) -> dict:
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return {"input_ids": self.input_ids[start:end], "labels": self.labels[start:end]}
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        with atomic_path(path) as tmp:
+            state = {"input_ids": self.input_ids, "labels": self.labels, "offsets": self.offsets}
+            torch.save(state, tmp)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenizedDataset:
+        import torch
+
+        state = torch.load(path, weights_only=True)
+        return cls(state["input_ids"], state["labels"], state["offsets"])
+
+    def sorted_by_length(self) -> TokenizedDataset:
+        """A copy in order of length: evaluation batches then pad very little."""
+        order = sorted(range(len(self)), key=self.length)
+        rows = [self[i] for i in order]
+        return TokenizedDataset.from_lists(
+            [r["input_ids"].tolist() for r in rows], [r["labels"].tolist() for r in rows]
+        )
+
+
+def tokenize(
+    records: list[dict], tokenizer, cutoff_len: int, overwrite_cache: bool = False
+) -> tuple[TokenizedDataset, TokenizeStats]:
+    """Render every conversation (or load the cached result) for training."""
+    key = cache_key(records, tokenizer, cutoff_len)
+    path = cache_dir() / f"{key}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file() and not overwrite_cache:
+        stats = TokenizeStats(**{**json.loads(meta_path.read_text()), "from_cache": True})
+        return TokenizedDataset.load(path), stats
+    dataset, stats = _render_all(records, tokenizer, cutoff_len)
+    dataset.save(path)
+    with atomic_path(meta_path) as tmp:
+        meta = {k: v for k, v in stats.__dict__.items() if k != "from_cache"}
+        tmp.write_text(json.dumps(meta))
+    return dataset, stats
+
+
+def _render_all(records, tokenizer, cutoff_len) -> tuple[TokenizedDataset, TokenizeStats]:
+    ids, labels = [], []
+    skipped = dropped = truncated = 0
+    for record in records:
+        rendered = render_conversation(tokenizer, record["messages"], cutoff_len)
+        if rendered.trained_tokens == 0:
+            skipped += 1
+            continue
+        dropped += rendered.dropped_pairs
+        truncated += int(rendered.truncated)
+        ids.append(rendered.input_ids)
+        labels.append(rendered.labels)
+    dataset = TokenizedDataset.from_lists(ids, labels)
+    stats = TokenizeStats(
+        conversations=len(ids),
+        skipped_no_answer=skipped,
+        dropped_pairs=dropped,
+        truncated=truncated,
+        tokens=len(dataset.input_ids),
+        trained_tokens=int((dataset.labels != IGNORE_INDEX).sum()),
+        from_cache=False,
+    )
+    return dataset, stats
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+class PadToLongest:
+    """Collate conversations into a batch padded to its own longest one (right padding).
+
+    Padding positions get attention_mask 0 and label -100; the pad id itself never decides a
+    label (pad == eos in many tokenizers, and eos must be trained).
+
+    With `trained_logits_only`, the batch also says which positions predict a trained token
+    (`logits_to_keep`, a boolean mask) and their targets (`shift_labels`), so the model runs its
+    output layer (vocabulary-sized: the largest single matrix of a small model) only there.
+    Prompts and persona are about two thirds of the tokens, so this skips most of that work;
+    the loss is the same.
+    """
+
+    def __init__(self, pad_token_id: int, trained_logits_only: bool = False):
+        self.pad_token_id = pad_token_id
+        self.trained_logits_only = trained_logits_only
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        batch = {
+            "input_ids": torch.full((len(features), longest), self.pad_token_id, dtype=torch.long),
+            "attention_mask": torch.zeros((len(features), longest), dtype=torch.long),
+            "labels": torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long),
+        }
+        for row, feature in enumerate(features):
+            length = len(feature["input_ids"])
+            batch["input_ids"][row, :length] = torch.as_tensor(feature["input_ids"])
+            batch["attention_mask"][row, :length] = 1
+            batch["labels"][row, :length] = torch.as_tensor(feature["labels"])
+        if self.trained_logits_only:
+            # Position i predicts token i + 1.
+            targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+            keep = targets != IGNORE_INDEX
+            batch["logits_to_keep"] = keep
+            batch["shift_labels"] = targets[keep]
+        return batch
+
+
+def accepts_trained_logits_only(model) -> bool:
+    """Whether the model's forward can skip logits by mask and take ready-shifted labels."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    parameters = inspect.signature(base.forward).parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return "logits_to_keep" in parameters and takes_kwargs

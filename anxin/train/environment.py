@@ -1,0 +1,203 @@
+"""The machine a run trains on: processes, threads, precision, and what the config asks of it.
+
+These checks run before any model is read, so asking for QLoRA on a laptop or DeepSpeed without
+it installed costs one line, not a model load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from anxin.config import ConfigError
+from anxin.models import cpu_has_bf16
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process sits in a multi-process run (torchrun, accelerate launch)."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def processes() -> Processes:
+    """Read the launcher's environment; a plain `anxin train` is rank 0 of 1."""
+    env = os.environ
+    world_size = int(env.get("WORLD_SIZE", 1))
+    return Processes(
+        rank=int(env.get("RANK", 0)),
+        local_rank=int(env.get("LOCAL_RANK", 0)),
+        world_size=world_size,
+        local_world_size=int(env.get("LOCAL_WORLD_SIZE", world_size)),
+    )
+
+
+def prefer_sleeping_threads() -> str | None:
+    """Make idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE), unless set.
+
+    On a CPU shared with other busy processes, spinning threads burn the time slices the
+    working threads need: one LoRA step of SmolLM2 took 94-136 s spinning against 6-8 s
+    sleeping, with two threads on two busy cores. Works only before torch is imported (the
+    OpenMP runtime reads it once); returns the policy in force, or None if it is too late.
+    """
+    if "torch" in sys.modules:
+        return os.environ.get("OMP_WAIT_POLICY")
+    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_machine(cfg) -> None:
+    """Refuse settings this machine cannot honour, before anything heavy happens."""
+    cuda = has_cuda()
+    if cfg.model.quantization_bit and not cuda:
+        raise ConfigError(
+            f"quantization_bit: {cfg.model.quantization_bit}-bit QLoRA needs a CUDA GPU "
+            "(bitsandbytes); this machine has none. Remove quantization_bit to train LoRA "
+            "in full precision on the CPU."
+        )
+    if cfg.model.quantization_bit and not _installed("bitsandbytes"):
+        raise ConfigError("quantization_bit needs bitsandbytes: pip install bitsandbytes")
+    if cfg.train.fp16 and not cuda:
+        raise ConfigError("fp16: float16 training needs a CUDA GPU; on a CPU use bf16: auto")
+    if cfg.train.deepspeed and not cuda:
+        raise ConfigError("deepspeed: DeepSpeed ZeRO needs CUDA GPUs; on a CPU leave it unset")
+    if cfg.train.deepspeed and not _installed("deepspeed"):
+        raise ConfigError("deepspeed: DeepSpeed is not installed (pip install deepspeed)")
+    if cfg.output.report_to in ("tensorboard", "all") and not _installed("tensorboard"):
+        raise ConfigError("report_to: tensorboard is not installed (pip install tensorboard)")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the math runs: `mode` is bf16, fp16 or fp32; `why` goes into the log and run.json."""
+
+    mode: str
+    why: str
+
+    @property
+    def bf16(self) -> bool:
+        return self.mode == "bf16"
+
+    @property
+    def fp16(self) -> bool:
+        return self.mode == "fp16"
+
+
+def pick_precision(bf16: bool | str, fp16: bool) -> Precision:
+    """Resolve `bf16: auto|true|false` and `fp16` against this machine."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if fp16:
+        return Precision("fp16", "fp16 asked for")
+    if bf16 is True:
+        if not cuda and not cpu_has_bf16():
+            return Precision("bf16", "bf16 asked for (this CPU emulates bf16: slow)")
+        return Precision("bf16", "bf16 asked for")
+    if bf16 is False:
+        return Precision("fp32", "bf16: false")
+    if cuda:
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", "bf16: auto, the GPU supports bf16")
+        return Precision("fp32", "bf16: auto, the GPU lacks bf16")
+    if cpu_has_bf16():
+        return Precision("bf16", "bf16: auto, bf16 autocast: this CPU has native bf16")
+    return Precision("fp32", "bf16: auto, float32: this CPU has no native bf16")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads share one core's math units)."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return allowed or 1
+    cores, physical = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            physical = value.strip()
+        elif key == "core id":
+            cores.add((physical, value.strip()))
+    return max(1, min(len(cores) or allowed or 1, allowed or 1))
+
+
+def set_torch_threads(requested: int | None, procs: Processes) -> int:
+    """Threads = physical cores shared among this machine's processes, unless told otherwise.
+
+    An explicit OMP_NUM_THREADS (torchrun sets 1) wins over the default, not over the config.
+    """
+    import torch
+
+    if requested:
+        threads = requested
+    elif os.environ.get("OMP_NUM_THREADS"):
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    else:
+        threads = max(1, physical_cores() // procs.local_world_size)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def describe_machine(precision: Precision, threads: int, procs: Processes) -> dict:
+    """What run.json records about where a run trained."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    machine = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "physical_cores": physical_cores(),
+        "torch_threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cpu_native_bf16": cpu_has_bf16(),
+        "precision": precision.mode,
+        "precision_why": precision.why,
+        "world_size": procs.world_size,
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        machine["gpu"] = torch.cuda.get_device_name(0)
+        machine["gpu_count"] = torch.cuda.device_count()
+    return machine
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("anxin", "torch", "transformers", "peft", "accelerate", "deepspeed"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
