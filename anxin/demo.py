@@ -110,7 +110,7 @@ def print_summary(result, metrics, adapter, merged, out, curves, timings) -> Non
     tuned, base = metrics["models"]["model"], metrics["models"].get("baseline", {})
 
     def loss(model_metrics):
-        value = model_metrics.get("teacher_forced", {}).get("loss")
+        value = (model_metrics.get("loss") or {}).get("loss")
         return f"{value:.3f}" if value is not None else "-"
 
     lines = [

@@ -145,7 +145,12 @@ class Engine:
         if backend == "llamacpp":
             from anxin.llamacpp import LlamaCppBackend
 
-            local = LlamaCppBackend.from_model(model, adapter=adapter)
+            local = LlamaCppBackend.from_model(
+                model,
+                adapter=adapter,
+                template=template,
+                allow_template_mismatch=allow_template_mismatch,
+            )
         else:
             local = TransformersBackend.from_pretrained(
                 model, adapter, device, dtype, template, allow_template_mismatch

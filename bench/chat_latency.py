@@ -1,0 +1,453 @@
+"""Chat latency: time to first token and decode speed, anxin's Engine against llama.cpp.
+
+Ways to answer the same conversations on the same model, greedy, same max_new_tokens:
+
+    engine/transformers       anxin's Engine, the default HF backend (bf16 on CPUs with bf16)
+    engine/transformers+pc    the same with a prefix KV cache kept across turns (a prototype,
+                              defined below, not yet in anxin.engine)
+    engine/llamacpp           anxin's Engine, the llama.cpp backend (anxin.llamacpp): the HF
+                              folder exported by anxin.export (q8_0), as a fine-tuned model is
+    llama-cpp-python          llama-cpp-python alone, `Llama.generate` on the same token ids
+                              and the same GGUF file as engine/llamacpp
+    llama-cpp-python Q4_1     the same on the embedded model's original Q4_1 file (the file
+                              behind the issue's llama.cpp figure); the ratios are against it
+
+Scenarios: a 1-turn conversation; the 10th user turn of a conversation (9 earlier exchanges
+of history) from a cold cache; the same turn right after the 9th was answered (warm: a backend
+that keeps its KV cache evaluates only the new messages). Runs alternate
+between the configurations (A B C A B C ...) so that load from other processes hits all alike.
+
+    .venv/bin/python bench/chat_latency.py                 # smollm2, 128 tokens, 3 repeats
+    .venv/bin/python bench/chat_latency.py --repeats 1 --max-new-tokens 32   # a quick look
+
+Writes bench/results/chat_latency.json (every run, plus machine facts) and chat_latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anxin.atomic import write_json, write_text  # noqa: E402
+from anxin.engine import (  # noqa: E402
+    Engine,
+    GenerationStats,
+    TransformersBackend,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# English, because the embedded model's Chinese is not fluent (see shared/FINDINGS.md); the
+# persona (Chinese) is still the Engine's system prompt, as in real use.
+HISTORY = [
+    (
+        "I have been feeling really stressed about work lately.",
+        "That sounds heavy. What part of work weighs on you the most right now?",
+    ),
+    (
+        "My manager keeps adding tasks and I never finish anything.",
+        "Having the list grow faster than you can finish it is exhausting. How long has it been like this?",
+    ),
+    (
+        "About three months. I stay late almost every day.",
+        "Three months of late days is a long stretch. How are you sleeping?",
+    ),
+    (
+        "Badly. I wake up at 4 am and start thinking about emails.",
+        "Waking early with your mind already at work is hard. What goes through your head then?",
+    ),
+    (
+        "That I will be fired if I make one more mistake.",
+        "That fear sounds frightening. Has anything happened that makes it feel so close?",
+    ),
+    (
+        "Last week I sent a report with wrong numbers.",
+        "One mistake can feel huge when you are this tired. How did your manager react?",
+    ),
+    (
+        "He just said to fix it. But I keep replaying it.",
+        "So he asked for a fix, yet your mind keeps going back to it. What do you tell yourself then?",
+    ),
+    (
+        "That I am not good enough for this job.",
+        "That is a painful thing to carry. Is that how the people you work with see you, too?",
+    ),
+    (
+        "Probably not. A colleague said I help her a lot.",
+        "It sounds like others see something you find hard to see right now. How did that feel to hear?",
+    ),
+    (
+        "Nice, but I did not really believe it.",
+        "It can be hard to take in kind words when we feel low. What would help you rest a little this week?",
+    ),
+]
+LAST_USER = "Maybe talking to my manager about the workload. How should I start?"
+
+
+def conversation(turns: int) -> list[dict]:
+    """`turns` user messages: the last one new, the ones before with their answers."""
+    messages = []
+    for user, assistant in HISTORY[: turns - 1]:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return [*messages, {"role": "user", "content": LAST_USER if turns > 1 else HISTORY[0][0]}]
+
+
+# --- a prototype: the transformers backend with a prefix KV cache across turns ------------------
+
+
+class PrefixCacheTransformersBackend(TransformersBackend):
+    """TransformersBackend that keeps the last conversation's KV cache and, for the next
+    prompt, crops it to the longest shared token prefix and lets `generate` compute only
+    the rest (transformers skips the cached part of `input_ids` by itself)."""
+
+    name = "transformers+prefix-cache"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cache = None
+        self.cached_ids: list[int] = []
+
+    def reset_cache(self) -> None:
+        self.cache, self.cached_ids = None, []
+
+    def stream(self, messages, settings, stats, stop=None) -> Iterator[str]:
+        import torch
+        from transformers import DynamicCache
+
+        from anxin.engine import _DeltaStreamer
+        from anxin.template import render_prompt
+
+        prompt = render_prompt(self.tokenizer, messages)
+        stats.prompt_tokens = len(prompt)
+        shared = 0
+        for a, b in zip(self.cached_ids, prompt):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(prompt) - 1)  # at least one new token gives the next logits
+        if self.cache is not None and shared > 0:
+            surplus = self.cache.get_seq_length() - shared
+            if surplus > 0:
+                self.cache.crop(-surplus)  # transformers 5: a negative count of tokens to drop
+        else:
+            self.cache = DynamicCache(config=self.model.config)
+        streamer = _DeltaStreamer(self.tokenizer, set(self.stop_ids))
+        kwargs = self._generate_kwargs(settings)
+        input_ids = torch.tensor([prompt], device=self.model.device)
+        kwargs.update(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            streamer=streamer,
+            cache=self.cache,
+            return_dict_in_generate=True,
+        )
+        result: dict = {}
+
+        def run():
+            try:
+                with self.lock, torch.inference_mode():
+                    result["out"] = self.model.generate(**kwargs)
+            finally:
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+        sequence = result["out"].sequences[0].tolist()
+        # The cache holds every token but the last generated one (never fed back).
+        self.cached_ids = sequence[: self.cache.get_seq_length()]
+        stats.completion_tokens = streamer.generated
+        stats.finish_reason = "stop" if streamer.stopped_on_token else "length"
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+
+class TimedBackend:
+    """Wraps a backend: records when its first text arrives and when it finishes."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = backend.name
+        self.context_length = backend.context_length
+        self.first = self.done = 0.0
+        self.stats = GenerationStats()
+
+    def count_tokens(self, messages):
+        return self.backend.count_tokens(messages)
+
+    def stream(self, messages, settings, stats, stop=None):
+        self.stats, self.first = stats, 0.0
+        for delta in self.backend.stream(messages, settings, stats, stop):
+            if not self.first:
+                self.first = time.perf_counter()
+            yield delta
+        self.done = time.perf_counter()
+
+    def generate_batch(self, conversations, settings):
+        return self.backend.generate_batch(conversations, settings)
+
+
+def run_engine(engine: Engine, timed: TimedBackend, messages, max_new: int) -> dict:
+    started = time.perf_counter()
+    shown = 0.0
+    for chunk in engine.stream(
+        messages, temperature=0, max_new_tokens=max_new, repetition_penalty=1.0
+    ):
+        if chunk.delta and not shown:
+            shown = time.perf_counter()
+    return measurement(started, timed.first, timed.done, timed.stats, shown)
+
+
+def run_llama_cpp(llm, stop_ids: set[int], prompt: list[int], max_new: int) -> dict:
+    stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="length")
+    started = time.perf_counter()
+    first = 0.0
+    tokens = llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+    for token in tokens:
+        stats.completion_tokens += 1
+        if not first:
+            first = time.perf_counter()
+        if token in stop_ids:
+            stats.finish_reason = "stop"
+            break
+        if stats.completion_tokens >= max_new:
+            break
+    tokens.close()
+    return measurement(started, first, time.perf_counter(), stats)
+
+
+def measurement(started, first, done, stats: GenerationStats, shown: float = 0.0) -> dict:
+    decoded = max(stats.completion_tokens - 1, 0)
+    return {
+        "ttft_s": round(first - started, 4),
+        "first_shown_s": round(shown - started, 4) if shown else None,
+        "decode_tok_s": round(decoded / (done - first), 2) if decoded and done > first else None,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "finish_reason": stats.finish_reason,
+        "total_s": round(done - started, 4),
+    }
+
+
+# --- the configurations -----------------------------------------------------------------------
+
+
+def build_configs(model: str, threads: int) -> tuple[dict, list]:
+    """name -> (run(messages, max_new) -> dict, reset_cache()); and what to close at the end."""
+    from anxin.llamacpp import LlamaCppBackend, embedded_gguf, import_llama_cpp
+    from anxin.models import EMBEDDED
+    from anxin.template import render_prompt
+
+    def engine_config(backend, reset_cache):
+        timed = TimedBackend(backend)
+        engine = Engine(timed, system_prompt=hf.system_prompt)
+        return (lambda m, n: run_engine(engine, timed, m, n)), reset_cache
+
+    hf = Engine.from_pretrained(model, backend="transformers")
+    base = hf.backend
+    pc = PrefixCacheTransformersBackend(base.model, base.tokenizer, base.model_path)
+    cpp = LlamaCppBackend.from_model(model, n_threads=threads)  # the HF folder, exported q8_0
+    configs = {
+        "engine/transformers": engine_config(base, lambda: None),
+        "engine/transformers+pc": engine_config(pc, pc.reset_cache),
+        "engine/llamacpp": engine_config(cpp, cpp.llm.reset),
+    }
+    llama_cpp = import_llama_cpp()
+    persona = [{"role": "system", "content": hf.system_prompt}]
+
+    def raw_config(gguf_path):
+        llm = llama_cpp.Llama(
+            str(gguf_path),
+            n_ctx=cpp.context_length,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+
+        def run(messages, max_new):
+            prompt = render_prompt(base.tokenizer, persona + messages)
+            return run_llama_cpp(llm, cpp.stop_ids, prompt, max_new)
+
+        return llm, (run, llm.reset)
+
+    same, configs["llama-cpp-python"] = raw_config(cpp.gguf_path)
+    closers = [cpp, same]
+    if model in EMBEDDED:  # the file the issue's llama.cpp figure (82-100 tok/s) is measured on
+        original, configs[f"llama-cpp-python {EMBEDDED[model].member.rsplit('.', 2)[-2]}"] = (
+            raw_config(embedded_gguf(model))
+        )
+        closers.append(original)
+    return configs, closers
+
+
+SCENARIOS = {
+    # name -> (turns, warm: answer the previous turn first so its prefix is cached)
+    "1-turn": (1, False),
+    "10-turn cold": (10, False),
+    "10-turn warm": (10, True),
+}
+
+
+def run_all(configs: dict, repeats: int, max_new: int) -> list[dict]:
+    runs = []
+    for repeat in range(repeats):
+        for scenario, (turns, warm) in SCENARIOS.items():
+            for name, (run, reset_cache) in configs.items():
+                reset_cache()
+                if warm:  # the previous turn, as a chat would have just answered it
+                    run(conversation(turns)[:-2], 1)
+                result = run(conversation(turns), max_new)
+                runs.append({"config": name, "scenario": scenario, "repeat": repeat, **result})
+                print(
+                    f"{scenario:13s} {name:24s} ttft {result['ttft_s']:.3f} s  "
+                    f"decode {result['decode_tok_s']} tok/s  "
+                    f"({result['prompt_tokens']}+{result['completion_tokens']} tokens)",
+                    file=sys.stderr,
+                )
+    return runs
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median TTFT and decode speed per (scenario, config)."""
+    table: dict = {}
+    for run in runs:
+        cell = table.setdefault(run["scenario"], {}).setdefault(
+            run["config"], {"ttft": [], "tps": []}
+        )
+        cell["ttft"].append(run["ttft_s"])
+        if run["decode_tok_s"]:
+            cell["tps"].append(run["decode_tok_s"])
+    return {
+        scenario: {
+            config: {
+                "ttft_s": round(statistics.median(cell["ttft"]), 3),
+                "decode_tok_s": round(statistics.median(cell["tps"]), 1) if cell["tps"] else None,
+            }
+            for config, cell in configs.items()
+        }
+        for scenario, configs in table.items()
+    }
+
+
+def ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if value and reference else "-"
+
+
+def markdown(summary: dict, facts: dict) -> str:
+    """One row per (scenario, config): medians, and ratios to llama.cpp on the same GGUF file
+    and on the original Q4_1 file (when the model has one)."""
+    lines = [
+        f"# Chat latency ({facts['model']}, greedy, max_new_tokens {facts['max_new_tokens']}, "
+        f"median of {facts['repeats']})",
+        "",
+        f"{facts['cpu']}, {facts['cores']} cores, torch {facts['torch']} "
+        f"({facts['torch_threads']} threads), llama-cpp-python {facts['llama_cpp_python']} "
+        f"({facts['threads']} threads), load average at start {facts['load_average']}.",
+        "",
+        "| scenario | config | TTFT s | decode tok/s "
+        "| TTFT ÷ same-file llama.cpp | decode ÷ same-file | TTFT ÷ Q4_1 llama.cpp | decode ÷ Q4_1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario, configs in summary.items():
+        same = configs.get("llama-cpp-python", {})
+        q4 = next((c for name, c in configs.items() if name.startswith("llama-cpp-python ")), {})
+        for config, cell in configs.items():
+            ttft, tps = cell["ttft_s"], cell["decode_tok_s"]
+            lines.append(
+                f"| {scenario} | {config} | {ttft:.3f} | {tps} "
+                f"| {ratio(ttft, same.get('ttft_s'))} | {ratio(tps, same.get('decode_tok_s'))} "
+                f"| {ratio(ttft, q4.get('ttft_s'))} | {ratio(tps, q4.get('decode_tok_s'))} |"
+            )
+    lines += [
+        "",
+        "TTFT: from the call to the first token's text (inside the Engine, before the safety "
+        "layer holds text back to whole sentences). Decode: (tokens - 1) / (end - first token).",
+        "`warm`: the previous turn was answered just before, so a backend that keeps its KV "
+        "cache evaluates only the new messages.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def machine_facts(args, threads: int) -> dict:
+    import torch
+
+    try:
+        import llama_cpp
+
+        llama_version = llama_cpp.__version__
+    except ImportError:
+        llama_version = None
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "model": args.model,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "llama_cpp_python": llama_version,
+        "python": platform.python_version(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", default="smollm2", help="model name, HF folder (default smollm2)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, help="llama.cpp threads (default: the backend's, half the cores)"
+    )
+    parser.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+
+    from anxin.llamacpp import default_threads
+
+    threads = args.threads or default_threads()
+    facts = machine_facts(args, threads)
+    configs, closers = build_configs(args.model, threads)
+    for run, reset_cache in configs.values():  # warm-up: first calls pay one-off costs
+        reset_cache()
+        run(conversation(1), 4)
+    runs = run_all(configs, args.repeats, args.max_new_tokens)
+    summary = summarise(runs)
+    write_json(args.out / "chat_latency.json", {"machine": facts, "summary": summary, "runs": runs})
+    table = markdown(summary, facts)
+    write_text(args.out / "chat_latency.md", table)
+    print(table)
+    for closer in closers:
+        closer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
