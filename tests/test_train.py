@@ -236,3 +236,17 @@ def test_best_checkpoint_is_restored_at_the_end(tiny_model_dir, toy_data, tmp_pa
     assert all(saved[name].equal(tensor) for name, tensor in best.items())
     # save_total_limit=1 keeps the newest checkpoint and the best one.
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_do_eval_generation_scores_generated_replies(tiny_model_dir, toy_data, tmp_path):
+    from anxin.train import load_train_config, train
+
+    out = tmp_path / "gen"
+    overrides = tiny_overrides(
+        tiny_model_dir, toy_data, out, max_steps=1, do_eval_generation=True, eval_generation_turns=3
+    )
+    result = train(load_train_config(None, overrides))
+    evaluation = json.loads((out / "eval_results.json").read_text())
+    assert result.eval_loss is not None
+    for key in ("eval_gen_bleu-4", "eval_gen_rouge-l", "eval_gen_distinct-1"):
+        assert 0 <= evaluation[key] <= 100, key

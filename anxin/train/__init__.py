@@ -208,7 +208,33 @@ def validate(run: Run) -> dict | None:
         metrics = trainer.evaluate()
     metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     metrics["eval_weights_step"] = final_weights_step  # which step's weights were saved
+    if run.cfg.eval.do_eval_generation and run.procs.is_main:
+        metrics.update(generation_metrics(run))
     return metrics
+
+
+def generation_metrics(run: Run) -> dict:
+    """Replies generated for validation turns through the Engine, scored as `anxin eval` does."""
+    from anxin.engine import Engine, TransformersBackend
+    from anxin.evaluate import evaluate_model, load_dialogues
+    from anxin.evaluate.report import flat_metrics
+
+    model = run.trainer.model.eval()
+    engine = Engine(
+        TransformersBackend(model, run.tokenizer), system_prompt=run.cfg.model.default_system
+    )
+    records = load_dialogues(str(Path(run.cfg.output.output_dir) / VALIDATION_FILE))
+    result = evaluate_model(
+        engine,
+        records,
+        max_turns=run.cfg.eval.eval_generation_turns,
+        batch_size=run.cfg.eval.per_device_eval_batch_size,
+        seed=run.cfg.train.seed,
+        cutoff_len=run.cfg.data.cutoff_len,
+        max_new_tokens=64,
+        loss=False,
+    )
+    return {f"eval_gen_{key}": value for key, value in flat_metrics(result).items()}
 
 
 # --- save -------------------------------------------------------------------------------------

@@ -219,10 +219,17 @@ class EvalArgs:
     load_best_model_at_end: bool = arg(
         False, "finish with the checkpoint of lowest eval_loss (needs validation data)"
     )
+    do_eval_generation: bool = arg(
+        False,
+        "at the end, generate replies for some validation turns and score them against the "
+        "references (BLEU-4, ROUGE, Distinct; as `anxin eval`)",
+    )
+    eval_generation_turns: int = arg(20, "validation turns to generate for do_eval_generation")
 
     def __post_init__(self):
         _positive("per_device_eval_batch_size", self.per_device_eval_batch_size)
         _one_of("eval_strategy", self.eval_strategy, STRATEGIES)
+        _positive("eval_generation_turns", self.eval_generation_turns)
         if self.eval_steps is not None:
             _positive("eval_steps", self.eval_steps)
 
