@@ -1,0 +1,169 @@
+"""What every benchmark here needs: machine facts, the matmul ceiling, and measured child runs.
+
+    machine_facts()            CPU model, cores, load average, torch and Python versions
+    matmul_ceiling()           best GFLOP/s of a large torch matmul, fp32 and bf16
+    run_measured(cmd, ...)     run a command as a child process: wall time and peak memory
+
+Peak memory is measured two ways, because each misses something: the kernel's high-water mark
+of the child and every descendant it waited for (`os.wait4`, exact but per process), and the
+sum of resident memory over the whole live process tree, sampled (`psutil`, catches worker
+processes alive at the same time but may miss a short spike between samples).
+Importable without torch; torch is only imported by `matmul_ceiling`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (platform.processor() is often empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_facts() -> dict:
+    """Where a benchmark ran: enough to tell whether two result files are comparable."""
+    facts = {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "avx512_bf16": "avx512_bf16" in cpu_flags(),
+        "amx_bf16": "amx_bf16" in cpu_flags(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        facts["torch"] = torch.__version__
+        facts["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        facts["torch"] = None
+    return facts
+
+
+def matmul_ceiling(size: int = 2048, repeats: int = 5, threads: int | None = None) -> dict:
+    """GFLOP/s of the best of `repeats` square matmuls per dtype: what this CPU can do at most.
+
+    A model's achieved FLOP/s divided by this is its utilisation. Best-of rather than mean,
+    since a shared machine only ever makes a run slower.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    flop = 2 * size**3
+    result = {"size": size, "threads": torch.get_num_threads()}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        torch.mm(a, b)  # warm-up: thread pool, kernel selection
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+        result[f"{name}_gflops"] = round(flop / best / 1e9, 1)
+    return result
+
+
+@dataclass
+class Measured:
+    """One child run: exit status, wall seconds and peak memory in MiB."""
+
+    returncode: int
+    wall_s: float
+    peak_rss_mib: float  # kernel high-water mark of the child (and descendants it waited for)
+    peak_tree_rss_mib: float  # largest sampled sum of RSS over the live process tree
+    load_before: float  # 1-minute load average when the run started
+    load_after: float
+
+
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_measured(
+    cmd: list[str],
+    log_path: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    poll_s: float = 0.2,
+    trace_path: str | Path | None = None,
+) -> Measured:
+    """Run `cmd` with stdout and stderr to `log_path`; measure wall time and peak memory.
+
+    `trace_path` also gets every sample as `seconds,tree_rss_mib` lines: where the peak falls.
+    """
+    load_before = os.getloadavg()[0]
+    peak_tree = 0
+    trace: list[str] = []
+    done = threading.Event()
+    with open(log_path, "w", encoding="utf-8") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+        def sample() -> None:
+            nonlocal peak_tree
+            while not done.wait(poll_s):
+                rss = _tree_rss(proc.pid)
+                peak_tree = max(peak_tree, rss)
+                trace.append(f"{time.perf_counter() - start:.1f},{rss / MIB:.0f}")
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        # wait4 instead of proc.wait(): it also returns the child's resource usage.
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if trace_path is not None:
+        Path(trace_path).write_text("seconds,tree_rss_mib\n" + "\n".join(trace) + "\n")
+    return Measured(
+        returncode=proc.returncode,
+        wall_s=round(wall, 2),
+        peak_rss_mib=round(usage.ru_maxrss * 1024 / MIB, 1),  # ru_maxrss is in KiB on Linux
+        peak_tree_rss_mib=round(peak_tree / MIB, 1),
+        load_before=round(load_before, 2),
+        load_after=round(os.getloadavg()[0], 2),
+    )

@@ -1,0 +1,706 @@
+"""Training throughput, side by side: `anxin train` against LLaMA-Factory 0.9.5's `llamafactory-cli
+train`, on the same model, data and LoRA recipe.
+
+    .venv/bin/python -m bench.train_throughput                 # 2 rounds × 10 steps (~15 min)
+    .venv/bin/python -m bench.train_throughput --rounds 3 --readme
+
+What is the same for both tools:
+  model   the embedded SmolLM2-135M-Instruct HF folder (`anxin.models.pull_model("smollm2")`)
+  data    a fixed slice of dialogues: the SmileChat corpus (../shared/data/smilechat) converted
+          by `anxin data convert`, else the bundled data/anxin_sample.jsonl. Each dialogue gets
+          anxin's persona as its system message and keeps the longest run of whole exchanges
+          that renders within cutoff_len, so neither tool truncates anything. The training
+          slice holds exactly steps × grad-accum dialogues: each run trains on every token of
+          it once, whatever order the tool draws them in.
+  recipe  RECIPE below, written into both YAML files (plus the few keys one tool lacks).
+What each tool decides for itself: precision (anxin: bf16 autocast on CPUs with native bf16;
+LLaMA-Factory: float32 on CPU), gradient checkpointing (LLaMA-Factory turns it on by default),
+evaluation batching. `--anxin-set` and `--lf-set` change single keys for a variant run.
+
+Runs alternate A B A B ... in fresh processes. Per run: tokens per second (all tokens and
+assistant tokens, counted once with anxin's renderer for both, over each tool's own
+train_runtime), seconds per optimizer step, evaluation seconds, peak RSS, final train and eval
+loss, and the model FLOP/s achieved as a fraction of this machine's matmul ceiling. Results go to
+bench/results/train_throughput.{json,md}; `--readme` also puts the table into bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from anxin.atomic import write_json, write_text
+from bench.common import machine_facts, matmul_ceiling, run_measured
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LF_VENV = ROOT / "bench" / ".venv-llamafactory"
+LF_VERSION = "0.9.5"
+TORCH_PIN = "torch==2.13.0"  # the CPU wheel; a plain `pip install llamafactory` pulls CUDA torch
+SMILECHAT = ROOT.parent / "shared" / "data" / "smilechat"
+SAMPLE = ROOT / "data" / "anxin_sample.jsonl"
+WORK = ROOT / "saves" / "bench_train_throughput"  # saves/ is git-ignored
+README = ROOT / "bench" / "README.md"
+MARKERS = ("<!-- train -->", "<!-- /train -->")
+
+# The recipe both tools run. Keys are LLaMA-Factory's, which anxin accepts as they are.
+RECIPE = {
+    "stage": "sft",
+    "do_train": True,
+    "finetuning_type": "lora",
+    "lora_target": "q_proj,v_proj",
+    "lora_rank": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "template": "smollm2",
+    "dataset": "bench_train",
+    "eval_dataset": "bench_eval",
+    "cutoff_len": 512,
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 8,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 1.0e-4,
+    "lr_scheduler_type": "cosine",
+    "logging_steps": 1,
+    "eval_strategy": "no",  # no evaluation during training: exactly one, at the end
+    "save_strategy": "no",
+    "report_to": "none",
+    "seed": 42,
+}
+# Keys only one tool knows. LLaMA-Factory evaluates at the end only when told to (do_eval), and
+# needs use_cpu to leave a missing GPU alone; anxin evaluates whenever it has validation data.
+ANXIN_ONLY: dict = {}
+LF_ONLY = {"do_eval": True, "use_cpu": True}
+
+TOOLS = ("anxin", "llamafactory")
+
+
+# --- the LLaMA-Factory venv -----------------------------------------------------------------
+
+
+def ensure_llamafactory(venv: Path = LF_VENV) -> Path:
+    """Create bench/.venv-llamafactory once (a few minutes); return its llamafactory-cli."""
+    cli = venv / "bin" / "llamafactory-cli"
+    stamp = venv / ".bench-installed"
+    if cli.is_file() and stamp.is_file():
+        return cli
+    print(f"installing LLaMA-Factory {LF_VERSION} into {venv} (minutes) ...", file=sys.stderr)
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, TORCH_PIN], check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pin:
+        pin.write(TORCH_PIN + "\n")
+    try:
+        subprocess.run([*pip, "-c", pin.name, f"llamafactory=={LF_VERSION}"], check=True)
+    finally:
+        os.unlink(pin.name)
+    # Their PyPI wheels are built for CUDA torch and break `import llamafactory` on CPU torch.
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio"])
+    _stub_torchaudio(python)
+    stamp.write_text(f"llamafactory=={LF_VERSION} {TORCH_PIN}\n")
+    return cli
+
+
+def _stub_torchaudio(python: Path) -> None:
+    """An empty torchaudio: LLaMA-Factory's data/mm_plugin.py imports it even for text data."""
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    stub = Path(site) / "torchaudio"
+    stub.mkdir(exist_ok=True)
+    (stub / "__init__.py").write_text('"""Empty stand-in (audio is never used here)."""\n')
+
+
+def lf_environment(venv: Path = LF_VENV) -> dict[str, str]:
+    """The child's environment: LLaMA-Factory's venv first, offline, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", WANDB_DISABLED="true")
+    return env
+
+
+def anxin_environment() -> dict[str, str]:
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+# --- the data slice ---------------------------------------------------------------------------
+
+
+@dataclass
+class Slice:
+    """The dialogues both tools train and evaluate on, and their token counts (anxin's renderer)."""
+
+    source: str
+    train: list[dict]
+    validation: list[dict]
+    tokens: int = 0  # every token of the training dialogues
+    assistant_tokens: int = 0  # tokens with a label (assistant answers and their end-of-turn)
+    lengths: list[int] = field(default_factory=list)  # per training dialogue, for FLOP counts
+
+
+def read_source(work: Path) -> tuple[str, list[dict]]:
+    """SmileChat converted with `anxin data convert` when present, else the bundled sample."""
+    if SMILECHAT.is_dir():
+        folder = SMILECHAT / "data" if (SMILECHAT / "data").is_dir() else SMILECHAT
+        converted = work / "smilechat.jsonl"
+        convert = [sys.executable, "-m", "anxin", "data", "convert", "--format", "smilechat"]
+        subprocess.run(
+            [*convert, str(folder), "-o", str(converted)], check=True, capture_output=True
+        )
+        source = str(folder)
+    elif SAMPLE.is_file():
+        converted, source = SAMPLE, str(SAMPLE)
+    else:
+        raise SystemExit(f"no data: neither {SMILECHAT} nor {SAMPLE} exists")
+    with open(converted, encoding="utf-8") as lines:
+        return source, [json.loads(line) for line in lines if line.strip()]
+
+
+def fit_exchanges(tokenizer, messages: list[dict], cutoff_len: int):
+    """The persona plus the longest run of whole opening exchanges within cutoff_len, rendered.
+
+    Returns (messages, rendered) or None when not even the first exchange fits.
+    """
+    from anxin.template import render_conversation, with_system
+
+    messages = with_system(messages)
+    system, turns = messages[:1], messages[1:]
+    best = None
+    for end in range(2, len(turns) + 1, 2):
+        candidate = system + turns[:end]
+        rendered = render_conversation(tokenizer, candidate)
+        if len(rendered.input_ids) > cutoff_len:
+            break
+        best = (candidate, rendered)
+    return best
+
+
+def make_slice(model_dir: str, work: Path, n_train: int, n_eval: int, cutoff_len: int) -> Slice:
+    """The first n_train + n_eval dialogues (in corpus order) that fit, as described above."""
+    from transformers import AutoTokenizer
+
+    from anxin.template import IGNORE_INDEX
+
+    source, records = read_source(work)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    chosen: list[tuple[list[dict], object]] = []
+    for record in records:
+        fitted = fit_exchanges(tokenizer, record["messages"], cutoff_len)
+        if fitted and fitted[0][-1]["role"] == "assistant":
+            chosen.append(fitted)
+        if len(chosen) == n_train + n_eval:
+            break
+    if len(chosen) < n_train + n_eval:
+        raise SystemExit(f"{source}: only {len(chosen)} dialogues fit cutoff_len {cutoff_len}")
+    train = chosen[:n_train]
+    return Slice(
+        source=source,
+        train=[{"messages": m} for m, _ in train],
+        validation=[{"messages": m} for m, _ in chosen[n_train:]],
+        tokens=sum(len(r.input_ids) for _, r in train),
+        assistant_tokens=sum(sum(x != IGNORE_INDEX for x in r.labels) for _, r in train),
+        lengths=[len(r.input_ids) for _, r in train],
+    )
+
+
+def register_slice(data: Slice, dataset_dir: Path) -> None:
+    """Write both files and a dataset_info.json that LLaMA-Factory and anxin both read."""
+    from anxin.atomic import write_jsonl
+    from anxin.data.registry import canonical_entry
+
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(dataset_dir / "bench_train.jsonl", data.train)
+    write_jsonl(dataset_dir / "bench_eval.jsonl", data.validation)
+    info = {
+        "bench_train": canonical_entry("bench_train.jsonl"),
+        "bench_eval": canonical_entry("bench_eval.jsonl"),
+    }
+    write_json(dataset_dir / "dataset_info.json", info)
+
+
+# --- FLOPs ------------------------------------------------------------------------------------
+
+
+def lora_training_flops(config: dict, lengths: list[int]) -> float:
+    """Model FLOPs to train LoRA on dialogues of these lengths (one forward and backward each).
+
+    Frozen weights need no weight gradients, so every linear layer (the tied output head
+    included) costs 2 FLOP per parameter forward and 2 backward: 4 × N per token. Attention
+    scores (QKᵀ and AV) cost 4·d·T² per layer forward and twice that backward: 12·L·d·T² per
+    dialogue, counted over the full square as in PaLM's utilisation figure (causal kernels may
+    skip half). The adapters themselves (r = 8) add well under 1 % and are left out.
+    """
+    d, layers = config["hidden_size"], config["num_hidden_layers"]
+    head_dim = config.get("head_dim") or d // config["num_attention_heads"]
+    q_out = config["num_attention_heads"] * head_dim
+    kv_out = config.get("num_key_value_heads", config["num_attention_heads"]) * head_dim
+    per_layer = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * config["intermediate_size"]
+    n_matmul = layers * per_layer + config["vocab_size"] * d  # + the output head
+    tokens = sum(lengths)
+    return 4 * n_matmul * tokens + 12 * layers * q_out * sum(t * t for t in lengths)
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    tool: str
+    round: int
+    returncode: int
+    precision: str | None = None
+    gradient_checkpointing: bool | None = None
+    wall_s: float | None = None  # the whole process: imports, load, tokenise, train, eval, save
+    train_runtime_s: float | None = None  # the tool's own Trainer train_runtime
+    s_per_step: float | None = None
+    s_per_step_steady: float | None = None  # first step (warm-up) left out
+    eval_s: float | None = None
+    tokens_per_s: float | None = None
+    assistant_tokens_per_s: float | None = None
+    tool_tokens_per_s: float | None = None  # the tool's own counter, when it has one
+    peak_rss_mib: float | None = None
+    peak_tree_rss_mib: float | None = None
+    train_loss_mean: float | None = None
+    train_loss_final: float | None = None
+    eval_loss: float | None = None
+    model_gflops: float | None = None  # achieved model FLOP/s, in GFLOP/s
+    utilisation: float | None = None  # of the matmul ceiling for the run's precision
+    load_before: float | None = None
+    load_after: float | None = None
+    log: str = ""
+
+
+def write_config(tool: str, output_dir: Path, model_dir: str, dataset_dir: Path, steps: int,
+                 extra: dict) -> Path:  # fmt: skip
+    config = {
+        "model_name_or_path": model_dir,
+        **RECIPE,
+        "dataset_dir": str(dataset_dir),
+        "max_steps": steps,
+        "output_dir": str(output_dir),
+        **(ANXIN_ONLY if tool == "anxin" else LF_ONLY),
+        **extra,
+    }
+    path = output_dir.parent / f"{output_dir.name}.yaml"
+    write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def run_tool(tool: str, round_: int, config: Path, output_dir: Path, log: Path) -> RunResult:
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    if tool == "anxin":
+        cmd, env = [sys.executable, "-m", "anxin", "train", str(config)], anxin_environment()
+    else:
+        cmd, env = (
+            [str(LF_VENV / "bin" / "llamafactory-cli"), "train", str(config)],
+            lf_environment(),
+        )
+    trace = output_dir.parent / f"{output_dir.name}.rss.csv"  # memory over time
+    measured = run_measured(cmd, log, env=env, cwd=ROOT, trace_path=trace)
+    result = RunResult(tool, round_, measured.returncode, log=str(log.relative_to(ROOT)))
+    result.wall_s = measured.wall_s
+    result.peak_rss_mib, result.peak_tree_rss_mib = (
+        measured.peak_rss_mib,
+        measured.peak_tree_rss_mib,
+    )
+    result.load_before, result.load_after = measured.load_before, measured.load_after
+    return result
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _seconds(value) -> float | None:
+    """anxin logs elapsed_s as a number; LLaMA-Factory logs elapsed_time as 'H:MM:SS'."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(r"\d+:\d{2}:\d{2}", value):
+        hours, minutes, seconds = (int(x) for x in value.split(":"))
+        return float(hours * 3600 + minutes * 60 + seconds)
+    return None
+
+
+def step_log(output_dir: Path) -> list[tuple[int, float, float]]:
+    """(step, elapsed seconds, loss) for every training log line, from either tool's log."""
+    rows = []
+    for entry in _read_jsonl(output_dir / "trainer_log.jsonl"):
+        step = entry.get("step", entry.get("current_steps"))
+        elapsed = _seconds(entry.get("elapsed_s", entry.get("elapsed_time")))
+        if "loss" in entry and step is not None and elapsed is not None:
+            rows.append((int(step), elapsed, float(entry["loss"])))
+    return rows
+
+
+def collect(result: RunResult, output_dir: Path, data: Slice, steps: int, flops: float,
+            ceiling: dict) -> RunResult:  # fmt: skip
+    """Fill a run's figures from the files the tool wrote."""
+    train = _read_json(output_dir / "train_results.json")
+    evaluation = _read_json(output_dir / "eval_results.json")
+    runtime = train.get("train_runtime")
+    if runtime:
+        result.train_runtime_s = round(runtime, 2)
+        result.s_per_step = round(runtime / steps, 2)
+        result.tokens_per_s = round(data.tokens / runtime, 1)
+        result.assistant_tokens_per_s = round(data.assistant_tokens / runtime, 1)
+        result.model_gflops = round(flops / runtime / 1e9, 2)
+    result.tool_tokens_per_s = train.get("train_tokens_per_second")
+    result.train_loss_mean = _rounded(train.get("train_loss"))
+    result.eval_loss = _rounded(evaluation.get("eval_loss"))
+    result.eval_s = _rounded(evaluation.get("eval_runtime"), 2)
+    rows = step_log(output_dir)
+    if rows:
+        result.train_loss_final = _rounded(rows[-1][2])
+    if len(rows) >= 2 and rows[-1][0] > rows[0][0]:
+        steady = (rows[-1][1] - rows[0][1]) / (rows[-1][0] - rows[0][0])
+        result.s_per_step_steady = round(steady, 2)
+    if result.tool == "anxin":
+        machine = _read_json(output_dir / "run.json").get("machine", {})
+        result.precision = machine.get("precision")
+        config = _read_json(output_dir / "run.json").get("config", {})
+        result.gradient_checkpointing = config.get("gradient_checkpointing")
+    if result.model_gflops and result.precision in ("fp32", "bf16"):
+        result.utilisation = round(result.model_gflops / ceiling[f"{result.precision}_gflops"], 3)
+    return result
+
+
+def lf_settings(config_path: Path) -> tuple[str, bool]:
+    """Precision and gradient checkpointing a LLaMA-Factory run used (from its YAML: its
+    defaults are float32 on CPU and checkpointing on)."""
+    config = yaml.safe_load(config_path.read_text())
+    precision = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
+    return precision, not config.get("disable_gradient_checkpointing", False)
+
+
+def _rounded(value, digits: int = 4):
+    return round(float(value), digits) if value is not None else None
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+FIGURES = (
+    "tokens_per_s",
+    "assistant_tokens_per_s",
+    "s_per_step",
+    "s_per_step_steady",
+    "eval_s",
+    "peak_rss_mib",
+    "peak_tree_rss_mib",
+    "train_loss_final",
+    "eval_loss",
+    "model_gflops",
+    "utilisation",
+    "wall_s",
+)
+
+
+def medians(runs: list[RunResult], tool: str) -> dict:
+    good = [r for r in runs if r.tool == tool and r.returncode == 0]
+    out = {}
+    for name in FIGURES:
+        values = [getattr(r, name) for r in good if getattr(r, name) is not None]
+        out[name] = round(statistics.median(values), 4) if values else None
+    return out
+
+
+def compare(anxin: dict, lf: dict) -> dict:
+    """Ratios anxin / LLaMA-Factory and the issue's three targets."""
+
+    def ratio(name):
+        a, b = anxin.get(name), lf.get(name)
+        return round(a / b, 3) if a and b else None
+
+    ratios = {name: ratio(name) for name in FIGURES}
+    eval_gap = None
+    if anxin.get("eval_loss") and lf.get("eval_loss"):
+        eval_gap = round(abs(anxin["eval_loss"] - lf["eval_loss"]) / lf["eval_loss"], 4)
+    return {
+        "ratios": ratios,
+        "eval_loss_relative_gap": eval_gap,
+        "targets": {
+            "tokens_per_s_at_least_2x": (ratios["tokens_per_s"] or 0) >= 2.0,
+            "peak_rss_not_higher": (ratios["peak_rss_mib"] or 9) <= 1.0,
+            "eval_loss_within_2_percent": eval_gap is not None and eval_gap <= 0.02,
+        },
+    }
+
+
+def _cell(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown(report: dict) -> str:
+    """The table for the README: one row per run, the medians, and the ratio."""
+    header = (
+        "| run | precision | tok/s (all) | tok/s (assistant) | s/step | s/step steady | eval s "
+        "| peak RSS MiB | train loss | eval loss | GFLOP/s | of ceiling |"
+    )
+    lines = [header, "|" + "---|" * 12]
+
+    def row(label, r: dict, precision: str = "", ratio: bool = False):
+        names = ("tokens_per_s", "assistant_tokens_per_s", "s_per_step", "s_per_step_steady")
+        names += ("eval_s", "peak_rss_mib", "train_loss_final", "eval_loss", "model_gflops")
+        digits = (1, 1, 2, 2, 1, 0, 4, 4, 1)
+        cells = [label, precision]
+        cells += [_cell(r.get(n), 3 if ratio else d) for n, d in zip(names, digits)]
+        share = r.get("utilisation")
+        cells.append("" if ratio else _cell(share and 100 * share, 1) + " %")
+        lines.append("| " + " | ".join(cells) + " |")
+
+    for r in report["runs"]:
+        failed = "" if r["returncode"] == 0 else " (failed)"
+        row(f"{r['tool']} #{r['round']}{failed}", r, r.get("precision") or "")
+    for tool in TOOLS:
+        row(f"**{tool} median**", report["medians"][tool])
+    ratios = report["comparison"]["ratios"]
+    row("**anxin / LLaMA-Factory**", ratios, ratio=True)
+    return "\n".join(lines) + "\n"
+
+
+def summary_text(report: dict) -> str:
+    facts, ceiling, data = report["machine"], report["matmul_ceiling"], report["data"]
+    targets = report["comparison"]["targets"]
+    gap = report["comparison"]["eval_loss_relative_gap"]
+    by_round = ", ".join(
+        f"#{n} {ratio}"
+        for n, ratio in report["comparison"].get("tokens_per_s_ratio_by_round", {}).items()
+    )
+    marks = ", ".join(f"{name} {'✅' if ok else '❌'}" for name, ok in targets.items())
+    settings = "; ".join(
+        f"{r['tool']} {r['precision']}, gradient checkpointing "
+        f"{'on' if r['gradient_checkpointing'] else 'off'}"
+        for r in {r["tool"]: r for r in report["runs"]}.values()
+    )
+    return (
+        f"Machine: {facts['cpu']}, {facts['usable_cores']} cores, torch {facts['torch']}; "
+        f"matmul ceiling {ceiling['fp32_gflops']} GFLOP/s fp32, {ceiling['bf16_gflops']} "
+        f"bf16 ({ceiling['threads']} threads). Load average at start {facts['load_average']}.\n"
+        f"Data: {data['train_dialogues']} training dialogues ({data['tokens']} tokens, "
+        f"{data['assistant_tokens']} assistant) and {data['eval_dialogues']} for evaluation "
+        f"from {data['source']}; {report['steps']} optimizer steps per run.\n"
+        f"Each tool's own settings: {settings}.\n"
+        f"Targets: {marks}; eval loss gap {_cell(gap and 100 * gap, 2)} %.\n"
+        f"Tokens/s ratio anxin / LLaMA-Factory within each round: {by_round or '–'}.\n"
+    )
+
+
+README_INTRO = """\
+`bench/train_throughput.py` trains the embedded SmolLM2-135M-Instruct with the same LoRA recipe
+(q_proj,v_proj, r 8, alpha 16, batch 1 × grad-accum 8, cutoff 512, a fixed number of optimizer
+steps, one evaluation at the end) through `anxin train` and through LLaMA-Factory 0.9.5's
+`llamafactory-cli train` (installed by the script into `bench/.venv-llamafactory`), alternating
+the runs. Both train on the same dialogues (SmileChat, or the bundled sample), each fitted
+whole within cutoff_len so neither tool truncates; tokens are counted once with anxin's
+renderer. Each tool keeps its own precision and gradient checkpointing defaults (named below);
+`--anxin-set KEY=VALUE` / `--lf-set KEY=VALUE` run variants. Every figure is wall time: on a
+busy machine they are slow and noisy (the load average is in the JSON), so compare runs of
+one report, not across reports. JSON with every run: `bench/results/train_throughput.json`.
+"""
+
+
+def update_readme(report_md: str, command: str, finished_at: str | None) -> None:
+    """Replace this benchmark's section of bench/README.md (between its markers) only."""
+    body = (
+        f"{MARKERS[0]}\n## Training throughput: anxin vs LLaMA-Factory\n\n{README_INTRO}\n"
+        f"Latest run ({finished_at or 'stopped early'}), reproduced with `.venv/bin/{command}`:\n\n"
+        f"{report_md}{MARKERS[1]}"
+    )
+    text = README.read_text(encoding="utf-8") if README.is_file() else "# Benchmarks\n\n"
+    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    if start != -1 and end > start:
+        text = text[:start] + body + text[end + len(MARKERS[1]) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    write_text(README, text)
+
+
+# --- the benchmark ----------------------------------------------------------------------------
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    return {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in pairs)}
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    """Prepare once, then alternate the tools; the report is rewritten after every run, so a
+    benchmark stopped early still leaves the runs it finished."""
+    from anxin.models import pull_model
+
+    ensure_llamafactory()
+    ceiling = matmul_ceiling()
+    machine = machine_facts()
+    model_dir = str(pull_model("smollm2"))
+    model_config = json.loads((Path(model_dir) / "config.json").read_text())
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    accumulation = RECIPE["per_device_train_batch_size"] * RECIPE["gradient_accumulation_steps"]
+    data = make_slice(
+        model_dir, work, args.steps * accumulation, args.eval_samples, RECIPE["cutoff_len"]
+    )
+    register_slice(data, work / "data")
+    flops = lora_training_flops(model_config, data.lengths)
+    extras = {"anxin": parse_sets(args.anxin_set), "llamafactory": parse_sets(args.lf_set)}
+    report = {
+        "benchmark": "train_throughput",
+        "finished_at": None,
+        "command": args.command,
+        "machine": machine,
+        "matmul_ceiling": ceiling,
+        "model": {"path": model_dir, "flops_per_run": flops},
+        "recipe": RECIPE,
+        "tool_only_keys": {"anxin": ANXIN_ONLY, "llamafactory": LF_ONLY},
+        "variant_keys": extras,
+        "llamafactory_version": LF_VERSION,
+        "steps": args.steps,
+        "data": {
+            "source": data.source,
+            "train_dialogues": len(data.train),
+            "eval_dialogues": len(data.validation),
+            "tokens": data.tokens,
+            "assistant_tokens": data.assistant_tokens,
+            "mean_length": round(data.tokens / len(data.train), 1),
+        },
+        "runs": [],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for round_ in range(1, args.rounds + 1):
+        for tool in TOOLS:
+            output_dir = work / f"{tool}-{round_}"
+            config = write_config(
+                tool, output_dir, model_dir, work / "data", args.steps, extras[tool]
+            )
+            log = RESULTS / f"train_throughput-{tool}-{round_}.log"
+            print(f"round {round_}: {tool} ...", file=sys.stderr, flush=True)
+            result = run_tool(tool, round_, config, output_dir, log)
+            if tool == "llamafactory":
+                result.precision, result.gradient_checkpointing = lf_settings(config)
+            result = collect(result, output_dir, data, args.steps, flops, ceiling)
+            print(f"  {_brief(result)}", file=sys.stderr, flush=True)
+            report["runs"].append(asdict(result))
+            summarise(report)
+            write_report(report, readme=False)
+    report["finished_at"] = time.strftime("%FT%T")
+    return report
+
+
+def summarise(report: dict) -> None:
+    """Medians per tool and the comparison, from the runs so far."""
+    runs = [RunResult(**r) for r in report["runs"]]
+    report["medians"] = {tool: medians(runs, tool) for tool in TOOLS}
+    report["comparison"] = compare(report["medians"]["anxin"], report["medians"]["llamafactory"])
+    report["comparison"]["tokens_per_s_ratio_by_round"] = round_ratios(runs)
+
+
+def round_ratios(runs: list[RunResult]) -> dict[int, float]:
+    """anxin / LLaMA-Factory tokens per second within each round: neighbours in time share the
+    machine's load, so on a busy machine these are steadier than the ratio of medians."""
+    speed = {(r.tool, r.round): r.tokens_per_s for r in runs if r.returncode == 0}
+    return {
+        n: round(speed[("anxin", n)] / speed[("llamafactory", n)], 3)
+        for n in sorted({r.round for r in runs})
+        if speed.get(("anxin", n)) and speed.get(("llamafactory", n))
+    }
+
+
+def _brief(r: RunResult) -> str:
+    if r.returncode != 0:
+        return f"FAILED (exit {r.returncode}); see {r.log}"
+    return (
+        f"{_cell(r.tokens_per_s)} tok/s, {_cell(r.s_per_step, 2)} s/step, eval "
+        f"{_cell(r.eval_s)} s, peak {_cell(r.peak_rss_mib, 0)} MiB, eval_loss "
+        f"{_cell(r.eval_loss, 4)} ({r.precision}), load {r.load_before}→{r.load_after}"
+    )
+
+
+def write_report(report: dict, readme: bool) -> None:
+    table = markdown(report)
+    text = summary_text(report) + "\n" + table
+    write_json(RESULTS / "train_throughput.json", report)
+    write_text(RESULTS / "train_throughput.md", text)
+    if readme:
+        update_readme(text, report["command"], report["finished_at"])
+    print(text)
+
+
+EPILOG = """\
+examples:
+  .venv/bin/python -m bench.train_throughput
+  .venv/bin/python -m bench.train_throughput --rounds 3 --steps 10 --readme
+  .venv/bin/python -m bench.train_throughput --rounds 1 --lf-set disable_gradient_checkpointing=true
+  .venv/bin/python -m bench.train_throughput --anxin-set bf16=false   # both in float32
+
+The first run installs LLaMA-Factory 0.9.5 into bench/.venv-llamafactory (a few minutes, ~2 GB).
+Each run's log is bench/results/train_throughput-TOOL-ROUND.log; its outputs stay in
+saves/bench_train_throughput/. Keep the machine otherwise idle: every figure is wall time.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_throughput",
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (default 2)")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run")
+    parser.add_argument(
+        "--eval-samples", type=int, default=32, help="dialogues in the one evaluation"
+    )
+    parser.add_argument("--work-dir", default=str(WORK), help="data and run outputs")
+    parser.add_argument(
+        "--anxin-set", action="append", default=[], metavar="KEY=VALUE",
+        help="change one key of anxin's config (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lf-set", action="append", default=[], metavar="KEY=VALUE",
+        help="change one key of LLaMA-Factory's config (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--readme", action="store_true", help="also put the table into bench/README.md"
+    )
+    parser.add_argument(
+        "--render", metavar="JSON",
+        help="run nothing: rewrite the markdown (and with --readme the README) from a saved report",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.render:
+        write_report(json.loads(Path(args.render).read_text()), args.readme)
+        return 0
+    args.command = "python -m bench.train_throughput " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    report = run_benchmark(args)
+    write_report(report, args.readme)
+    return 0 if all(r["returncode"] == 0 for r in report["runs"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
