@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "overrides", nargs="*", help="training key=value overrides, e.g. max_samples=80"
     )
-    parser.add_argument("--eval-turns", type=int, default=16, help="replies regenerated per model")
+    parser.add_argument("--eval-turns", type=int, default=8, help="replies regenerated per model")
 
 
 def main(args: argparse.Namespace) -> int:
