@@ -499,15 +499,15 @@ def summary_text(report: dict) -> str:
         for r in {r["tool"]: r for r in report["runs"]}.values()
     )
     return (
-        f"Machine: {facts['cpu']}, {facts['usable_cores']} cores, torch {facts['torch']}; "
+        f"- Machine: {facts['cpu']}, {facts['usable_cores']} cores, torch {facts['torch']}; "
         f"matmul ceiling {ceiling['fp32_gflops']} GFLOP/s fp32, {ceiling['bf16_gflops']} "
         f"bf16 ({ceiling['threads']} threads). Load average at start {facts['load_average']}.\n"
-        f"Data: {data['train_dialogues']} training dialogues ({data['tokens']} tokens, "
+        f"- Data: {data['train_dialogues']} training dialogues ({data['tokens']} tokens, "
         f"{data['assistant_tokens']} assistant) and {data['eval_dialogues']} for evaluation "
         f"from {data['source']}; {report['steps']} optimizer steps per run.\n"
-        f"Each tool's own settings: {settings}.\n"
-        f"Targets: {marks}; eval loss gap {_cell(gap and 100 * gap, 2)} %.\n"
-        f"Tokens/s ratio anxin / LLaMA-Factory within each round: {by_round or '–'}.\n"
+        f"- Each tool's own settings: {settings}.\n"
+        f"- Targets: {marks}; eval loss gap {_cell(gap and 100 * gap, 2)} %.\n"
+        f"- Tokens/s ratio anxin / LLaMA-Factory within each round: {by_round or '–'}.\n"
     )
 
 
@@ -519,7 +519,9 @@ steps, one evaluation at the end) through `anxin train` and through LLaMA-Factor
 the runs. Both train on the same dialogues (SmileChat, or the bundled sample), each fitted
 whole within cutoff_len so neither tool truncates; tokens are counted once with anxin's
 renderer. Each tool keeps its own precision and gradient checkpointing defaults (named below);
-`--anxin-set KEY=VALUE` / `--lf-set KEY=VALUE` run variants. Every figure is wall time: on a
+`--anxin-set KEY=VALUE` / `--lf-set KEY=VALUE` run variants. GFLOP/s are model FLOPs (LoRA:
+4 × parameters per token plus attention), without the forward that gradient checkpointing
+recomputes, against a square-matmul ceiling measured at the start. Every figure is wall time: on a
 busy machine they are slow and noisy (the load average is in the JSON), so compare runs of
 one report, not across reports. JSON with every run: `bench/results/train_throughput.json`.
 """
