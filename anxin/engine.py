@@ -212,8 +212,14 @@ class Engine:
         )
         yield Chunk("", reply)
 
-    def chat_batch(self, conversations: list[list[dict]], **overrides) -> list[Reply]:
-        """Replies to many conversations at once (batched on the backend, same care layer)."""
+    def chat_batch(
+        self, conversations: list[list[dict]], context_length: int | None = None, **overrides
+    ) -> list[Reply]:
+        """Replies to many conversations at once (batched on the backend, same care layer).
+
+        `context_length` narrows the history window below the model's own (evaluation uses the
+        training cutoff, so a reply sees the context a training example of that turn kept).
+        """
         settings = replace(self.settings, **overrides)
         replies: list[Reply | None] = [None] * len(conversations)
         pending, prompts, notes = [], [], {}
@@ -227,7 +233,7 @@ class Engine:
                     text, safety=SafetyNote("crisis", assessment.categories, "crisis_response")
                 )
             else:
-                prompt, _ = self.fit_context(messages, settings)
+                prompt, _ = self.fit_context(messages, settings, context_length)
                 pending.append(i)
                 prompts.append(prompt)
         for i, (text, stats) in zip(
@@ -242,19 +248,22 @@ class Engine:
         *context, last = messages
         return self.detector.assess(last["content"], context=context)
 
-    def fit_context(self, messages: list[dict], settings: GenerationSettings):
+    def fit_context(
+        self, messages: list[dict], settings: GenerationSettings, context_length: int | None = None
+    ):
         """Persona first, then drop the oldest whole exchanges until prompt + reply fit."""
         prompt = with_system(messages, self.system_prompt)
         system = prompt[:1] if prompt[0]["role"] == "system" else []
         turns = prompt[len(system) :]
-        budget = self.backend.context_length - settings.max_new_tokens
+        window = min(self.backend.context_length, context_length or self.backend.context_length)
+        budget = window - settings.max_new_tokens
         dropped = 0
         while len(turns) > 1 and self.backend.count_tokens(system + turns) > budget:
             turns = turns[2:] if turns[0]["role"] == "user" and len(turns) > 2 else turns[1:]
             dropped += 1
         if self.backend.count_tokens(system + turns) > budget:
             raise ContextTooLong(
-                f"the message is too long for the context window ({self.backend.context_length}"
+                f"the message is too long for the context window ({window}"
                 f" tokens, {settings.max_new_tokens} kept for the reply); shorten it"
             )
         return system + turns, dropped

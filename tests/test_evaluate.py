@@ -152,7 +152,7 @@ def test_replies_see_at_most_cutoff_len_of_context_as_in_training():
     evaluate_model(engine, RECORDS[:1], None, cutoff_len=40, max_new_tokens=10, loss=False)
     # EchoBackend counts characters: 30 for the prompt leaves the persona and the last question.
     assert [len(p) for p in backend.prompts] == [2, 2]
-    assert backend.context_length == 4096  # the engine's own window is back
+    assert backend.context_length == 4096  # the backend itself is left as it was
 
 
 # --- small pieces of the command ----------------------------------------------------------------

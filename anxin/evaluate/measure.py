@@ -8,7 +8,6 @@ the engine's persona prepended as in training), and replies come from `Engine.ch
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -241,25 +240,6 @@ def generate_replies(
     return replies
 
 
-@contextlib.contextmanager
-def context_window(engine, tokens: int | None):
-    """Let the engine see at most `tokens` of prompt plus reply while generating here.
-
-    With cutoff_len as the window, a reply is generated from the context a training example
-    of that turn kept (the oldest exchanges dropped), not from a longer history the model never
-    learned from; it also bounds the cost of long dialogues. The backend's own limit returns
-    afterwards.
-    """
-    backend = engine.backend
-    original = backend.context_length
-    if tokens:
-        backend.context_length = min(original, tokens)
-    try:
-        yield
-    finally:
-        backend.context_length = original
-
-
 def generation_metrics(turns: list[Turn], replies: list) -> dict:
     """Similarity to the references, diversity, length and problem shares of the replies."""
     texts = [reply.text for reply in replies]
@@ -315,8 +295,10 @@ def measure_model(
     replies = []
     if turns:
         start = time.perf_counter()
-        with context_window(engine, cutoff_len):
-            replies = generate_replies(engine, turns, batch_size, settings, progress, label)
+        # A reply sees the context a training example of that turn kept (cutoff_len), not a
+        # longer history the model never learned from; it also bounds long dialogues' cost.
+        window = {"context_length": cutoff_len, **settings}
+        replies = generate_replies(engine, turns, batch_size, window, progress, label)
         seconds = time.perf_counter() - start
         result["generation"] = generation_metrics(turns, replies)
         result["generation"]["seconds"] = round(seconds, 3)
