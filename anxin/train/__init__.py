@@ -61,6 +61,7 @@ class Run:
     resume_from: Path | None
     data_card: dict
     trainable_params: int
+    validation: list[dict] = field(default_factory=list)  # the held-out conversations
     started_at: str = field(default_factory=lambda: time.strftime("%FT%T"))
 
 
@@ -90,9 +91,6 @@ def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
     conversations = load_conversations(cfg.data, cfg.model.default_system, cfg.train.seed)
     if not conversations.train:
         raise ConfigError(f"dataset {cfg.data.dataset}: no conversations to train on")
-    if procs.is_main and conversations.validation:
-        # The held-out split, so `anxin eval --data OUTPUT_DIR/validation.jsonl` scores exactly it.
-        write_jsonl(Path(cfg.output.output_dir) / VALIDATION_FILE, conversations.validation)
 
     precision = environment.pick_precision(cfg.train.bf16, cfg.train.fp16)
     threads = environment.set_torch_threads(cfg.train.torch_threads, procs)
@@ -125,7 +123,7 @@ def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run = Run(
         cfg, procs, precision, threads, model_path, template_name, tokenizer, trainer,
-        resume_from, data_card, trainable,
+        resume_from, data_card, trainable, conversations.validation,
     )  # fmt: skip
     if procs.is_main:
         _announce(run)
@@ -216,17 +214,16 @@ def validate(run: Run) -> dict | None:
 def generation_metrics(run: Run) -> dict:
     """Replies generated for validation turns through the Engine, scored as `anxin eval` does."""
     from anxin.engine import Engine, TransformersBackend
-    from anxin.evaluate import evaluate_model, load_dialogues
+    from anxin.evaluate import evaluate_model
     from anxin.evaluate.report import flat_metrics
 
     model = run.trainer.model.eval()
     engine = Engine(
         TransformersBackend(model, run.tokenizer), system_prompt=run.cfg.model.default_system
     )
-    records = load_dialogues(str(Path(run.cfg.output.output_dir) / VALIDATION_FILE))
     result = evaluate_model(
         engine,
-        records,
+        run.validation,
         max_turns=run.cfg.eval.eval_generation_turns,
         batch_size=run.cfg.eval.per_device_eval_batch_size,
         seed=run.cfg.train.seed,
@@ -265,6 +262,9 @@ def save(run: Run, train_metrics: dict, eval_metrics: dict | None) -> TrainResul
         "global_step": state.global_step,
     }
     write_json(output_dir / "train_results.json", train_metrics)
+    if run.validation:
+        # The held-out split, so `anxin eval --data OUTPUT_DIR/validation.jsonl` scores exactly it.
+        write_jsonl(output_dir / VALIDATION_FILE, run.validation)
     if eval_metrics is not None:
         write_json(output_dir / "eval_results.json", eval_metrics)
     if run.cfg.output.plot_loss:
@@ -385,6 +385,17 @@ def main(args: argparse.Namespace) -> int:
         config, overrides = None, [config, *overrides]  # only overrides were given
     cfg = load_train_config(config, overrides)
     result = train(cfg)
+    _close_process_group()
     if os.environ.get("RANK", "0") == "0":
         print(result.output_dir)
     return 0
+
+
+def _close_process_group() -> None:
+    """Under torchrun, shut the gloo/NCCL group down before exit: left to interpreter teardown
+    it can abort a rank ("terminate called without an active exception") after a good run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
