@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-
-# Idle OpenMP threads that spin steal the cores the working threads need whenever anything else
-# runs on the machine: measured here, a training pass took 94-136 s with spinning threads and
-# 5-8 s with sleeping ones on a loaded 2-core machine. It must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # verb -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "safety": ("anxin.safety.commands", "crisis detection: check a message, evaluate on a set"),
     "demo": ("anxin.demo", "the whole job end to end on the embedded model (make demo)"),
 }
+# Verbs that load torch; OpenMP's wait policy is chosen before they start.
+USES_TORCH = {"train", "eval", "merge", "export", "chat", "serve", "web", "demo"}
 
 EPILOG = """\
 the flow:  anxin models pull smollm2
@@ -74,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verbs: {', '.join(COMMANDS)}")
         return 2
     module_name, text = COMMANDS[verb]
+    if verb in USES_TORCH and not {"-h", "--help"} & set(rest):
+        from anxin.openmp import choose_wait_policy
+
+        choose_wait_policy()  # spin or sleep: decided before torch loads (see anxin.openmp)
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(
         prog=f"anxin {verb}", description=text, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -58,6 +58,7 @@ class GenerationStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"  # "stop" | "length"
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the previous turn
 
 
 @dataclass
@@ -316,6 +317,8 @@ class TransformersBackend:
         )
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
         self.lock = threading.Lock()  # one generate() at a time on one model
+        self._cache = None  # the last conversation's KV cache (see _reusable_cache)
+        self._cached_ids: list[int] = []
 
     @classmethod
     def from_pretrained(cls, model, adapter, device, dtype, template, allow_template_mismatch):
@@ -361,8 +364,7 @@ class TransformersBackend:
 
         prompt_ids = render_prompt(self.tokenizer, messages)
         stats.prompt_tokens = len(prompt_ids)
-        device = self.model.device
-        input_ids = torch.tensor([prompt_ids], device=device)
+        input_ids = torch.tensor([prompt_ids], device=self.model.device)
         streamer = _DeltaStreamer(self.tokenizer, set(self.stop_ids))
         stop = stop or threading.Event()
 
@@ -376,6 +378,7 @@ class TransformersBackend:
             attention_mask=torch.ones_like(input_ids),
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([StopOnEvent()]),
+            return_dict_in_generate=True,
         )
         errors: list[BaseException] = []
 
@@ -384,8 +387,11 @@ class TransformersBackend:
                 with self.lock, torch.inference_mode():
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
-                    self.model.generate(**kwargs)
+                    kwargs["cache"] = self._reusable_cache(prompt_ids, stats)
+                    output = self.model.generate(**kwargs)
+                    self._remember(output.sequences[0].tolist(), kwargs["cache"])
             except BaseException as error:  # surfaced in the caller's thread below
+                self.reset_cache()
                 errors.append(error)
             finally:
                 streamer.end()
@@ -403,6 +409,43 @@ class TransformersBackend:
         stats.completion_tokens = streamer.generated
         ended = streamer.stopped_on_token or interrupted
         stats.finish_reason = "stop" if ended else "length"
+
+    # --- the prefix cache: a chat's next turn only evaluates its new messages ------------------
+    # The last conversation's KV cache is kept with the token ids it holds. The next prompt
+    # usually starts with all of them (persona + history), so the cache is cropped to the
+    # longest shared prefix and generate() computes only the rest (it skips the cached part of
+    # input_ids itself). Token ids are compared, not text, so a reply the care layer changed, a
+    # /undo or another user's conversation simply shares less. Called under self.lock.
+
+    def _reusable_cache(self, prompt_ids: list[int], stats: GenerationStats):
+        from transformers import DynamicCache
+
+        shared = 0
+        for cached, new in zip(self._cached_ids, prompt_ids):
+            if cached != new:
+                break
+            shared += 1
+        shared = min(shared, len(prompt_ids) - 1)  # one new token at least, for the next logits
+        surplus = self._cache.get_seq_length() - shared if self._cache is not None else 0
+        try:
+            if self._cache is None or shared == 0:
+                raise ValueError("nothing to reuse")
+            if surplus > 0:
+                self._cache.crop(-surplus)  # transformers 5: a negative count of tokens to drop
+        except (
+            ValueError,
+            RuntimeError,
+        ):  # nothing shared, or a sliding-window cache past its window
+            self._cache, shared = DynamicCache(config=self.model.config), 0
+        stats.cached_tokens = shared
+        return self._cache
+
+    def _remember(self, sequence: list[int], cache) -> None:
+        # The cache holds every token but the last one generated (it is never fed back).
+        self._cached_ids = sequence[: cache.get_seq_length()]
+
+    def reset_cache(self) -> None:
+        self._cache, self._cached_ids = None, []
 
     def generate_batch(self, conversations, settings):
         """Left-padded batch generation with the KV cache (evaluation's fast path)."""

@@ -2,9 +2,8 @@
 
 Ways to answer the same conversations on the same model, greedy, same max_new_tokens:
 
-    engine/transformers       anxin's Engine, the default HF backend (bf16 on CPUs with bf16)
-    engine/transformers+pc    the same with a prefix KV cache kept across turns (a prototype,
-                              defined below, not yet in anxin.engine)
+    engine/transformers       anxin's Engine, the default HF backend (bf16 on CPUs with bf16,
+                              the KV cache of the unchanged prefix kept across turns)
     engine/llamacpp           anxin's Engine, the llama.cpp backend (anxin.llamacpp): the HF
                               folder exported by anxin.export (q8_0), as a fine-tuned model is
     llama-cpp-python          llama-cpp-python alone, `Llama.generate` on the same token ids
@@ -30,9 +29,7 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,7 +38,6 @@ from anxin.atomic import write_json, write_text  # noqa: E402
 from anxin.engine import (  # noqa: E402
     Engine,
     GenerationStats,
-    TransformersBackend,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -99,75 +95,6 @@ def conversation(turns: int) -> list[dict]:
     for user, assistant in HISTORY[: turns - 1]:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     return [*messages, {"role": "user", "content": LAST_USER if turns > 1 else HISTORY[0][0]}]
-
-
-# --- a prototype: the transformers backend with a prefix KV cache across turns ------------------
-
-
-class PrefixCacheTransformersBackend(TransformersBackend):
-    """TransformersBackend that keeps the last conversation's KV cache and, for the next
-    prompt, crops it to the longest shared token prefix and lets `generate` compute only
-    the rest (transformers skips the cached part of `input_ids` by itself)."""
-
-    name = "transformers+prefix-cache"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cache = None
-        self.cached_ids: list[int] = []
-
-    def reset_cache(self) -> None:
-        self.cache, self.cached_ids = None, []
-
-    def stream(self, messages, settings, stats, stop=None) -> Iterator[str]:
-        import torch
-        from transformers import DynamicCache
-
-        from anxin.engine import _DeltaStreamer
-        from anxin.template import render_prompt
-
-        prompt = render_prompt(self.tokenizer, messages)
-        stats.prompt_tokens = len(prompt)
-        shared = 0
-        for a, b in zip(self.cached_ids, prompt):
-            if a != b:
-                break
-            shared += 1
-        shared = min(shared, len(prompt) - 1)  # at least one new token gives the next logits
-        if self.cache is not None and shared > 0:
-            surplus = self.cache.get_seq_length() - shared
-            if surplus > 0:
-                self.cache.crop(-surplus)  # transformers 5: a negative count of tokens to drop
-        else:
-            self.cache = DynamicCache(config=self.model.config)
-        streamer = _DeltaStreamer(self.tokenizer, set(self.stop_ids))
-        kwargs = self._generate_kwargs(settings)
-        input_ids = torch.tensor([prompt], device=self.model.device)
-        kwargs.update(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            streamer=streamer,
-            cache=self.cache,
-            return_dict_in_generate=True,
-        )
-        result: dict = {}
-
-        def run():
-            try:
-                with self.lock, torch.inference_mode():
-                    result["out"] = self.model.generate(**kwargs)
-            finally:
-                streamer.end()
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        yield from streamer
-        worker.join()
-        sequence = result["out"].sequences[0].tolist()
-        # The cache holds every token but the last generated one (never fed back).
-        self.cached_ids = sequence[: self.cache.get_seq_length()]
-        stats.completion_tokens = streamer.generated
-        stats.finish_reason = "stop" if streamer.stopped_on_token else "length"
 
 
 # --- timing -----------------------------------------------------------------------------------
@@ -256,11 +183,9 @@ def build_configs(model: str, threads: int) -> tuple[dict, list]:
 
     hf = Engine.from_pretrained(model, backend="transformers")
     base = hf.backend
-    pc = PrefixCacheTransformersBackend(base.model, base.tokenizer, base.model_path)
     cpp = LlamaCppBackend.from_model(model, n_threads=threads)  # the HF folder, exported q8_0
     configs = {
-        "engine/transformers": engine_config(base, lambda: None),
-        "engine/transformers+pc": engine_config(pc, pc.reset_cache),
+        "engine/transformers": engine_config(base, base.reset_cache),
         "engine/llamacpp": engine_config(cpp, cpp.llm.reset),
     }
     llama_cpp = import_llama_cpp()

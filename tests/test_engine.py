@@ -114,6 +114,37 @@ def test_stop_event_interrupts_generation(tiny_backend):
     assert received[-1].reply.completion_tokens < 200
 
 
+def test_next_turn_reuses_the_kv_cache_and_answers_the_same(tiny_backend):
+    settings = GenerationSettings(max_new_tokens=12, **GREEDY)
+    fresh = TransformersBackend(tiny_backend.model, tiny_backend.tokenizer)
+    tiny_backend.reset_cache()  # earlier tests left their conversation's cache
+
+    def turn(backend, messages):
+        stats = GenerationStats()
+        return "".join(backend.stream(messages, settings, stats)), stats
+
+    def prompt_length(messages):
+        return len(render_prompt(tiny_backend.tokenizer, messages))
+
+    # (The random model's replies are byte soup that does not survive decode + encode, so the
+    # history holds written replies; a real model's own reply is reused the same way.)
+    first = [{"role": "system", "content": "be kind"}, *user("I could not sleep again.")]
+    second = [*first, {"role": "assistant", "content": "That sounds hard."}, *user("A week.")]
+    third = [*second, {"role": "assistant", "content": "What keeps you up?"}, *user("Work.")]
+    assert turn(tiny_backend, first)[1].cached_tokens == 0
+    assert turn(tiny_backend, second)[1].cached_tokens == prompt_length(first)
+    reused, stats = turn(tiny_backend, third)
+    assert stats.cached_tokens == prompt_length(second)  # only the new exchange is evaluated
+    cold_text, cold = turn(fresh, third)
+    assert cold.cached_tokens == 0 and reused == cold_text  # same greedy reply
+
+    # An edited history shares only the persona's tokens, and is still answered the same.
+    edited = [first[0], *user("Something else entirely."), *third[2:]]
+    reused, stats = turn(tiny_backend, edited)
+    assert 0 < stats.cached_tokens < prompt_length(first)
+    assert reused == turn(TransformersBackend(fresh.model, fresh.tokenizer), edited)[0]
+
+
 def test_history_window_drops_oldest_pairs_keeps_persona():
     backend = ScriptedBackend("ok")
     backend.context_length = 300

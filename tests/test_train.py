@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import CORPUS
 
 from anxin.cli import main as cli_main
@@ -250,3 +251,34 @@ def test_do_eval_generation_scores_generated_replies(tiny_model_dir, toy_data, t
     assert result.eval_loss is not None
     for key in ("eval_gen_bleu-4", "eval_gen_rouge-l", "eval_gen_distinct-1"):
         assert 0 <= evaluation[key] <= 100, key
+
+
+def test_cpu_bf16_keeps_frozen_matmul_weights_in_bf16_with_the_same_numbers(
+    tiny_model_dir, toy_data, tmp_path
+):
+    from anxin.train import load_train_config
+    from anxin.train.build import load_model
+    from anxin.train.environment import Precision, processes
+
+    cfg = load_train_config(None, tiny_overrides(tiny_model_dir, toy_data, tmp_path / "o"))
+    lean = load_model(cfg, str(tiny_model_dir), Precision("bf16", "test"), processes())
+    plain = load_model(cfg, str(tiny_model_dir), Precision("fp32", "test"), processes())
+    dtypes = {name: p.dtype for name, p in lean.named_parameters()}
+    matmuls = [n for n in dtypes if ("mlp." in n or "self_attn." in n) and "lora_" not in n]
+    assert matmuls and {dtypes[n] for n in matmuls} == {torch.bfloat16}
+    trained = [n for n, p in lean.named_parameters() if p.requires_grad]
+    assert trained and all(dtypes[n] == torch.float32 for n in trained)  # LoRA stays float32
+    assert {d for n, d in dtypes.items() if "norm" in n or "embed" in n} == {torch.float32}
+    assert lean.get_output_embeddings().weight.dtype == torch.float32
+
+    # Under autocast the float32 model casts the same weights to bf16 at every forward.
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8, 9, 10]])}
+    batch["labels"] = batch["input_ids"].clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = [model(**batch).loss for model in (lean, plain)]
+    assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-6)
+    losses[0].backward()
+    losses[1].backward()
+    for (name, a), b in zip(lean.named_parameters(), plain.parameters()):
+        if a.requires_grad:
+            assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7), name

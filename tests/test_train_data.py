@@ -106,6 +106,10 @@ def test_batches_pad_to_their_longest_and_a_batch_of_one_not_at_all():
     single = collate([long])
     assert single["input_ids"].shape == (1, 4)  # no padding
     assert single["labels"][0, -1] == 2  # the eos/pad id is trained when it ends an answer
+    rounded = PadToLongest(pad_token_id=2, multiple_of=3)([long])
+    assert rounded["input_ids"].tolist() == [[7, 8, 9, 2, 2, 2]]
+    assert rounded["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0]]
+    assert rounded["labels"].tolist() == [[*long["labels"], IGNORE_INDEX, IGNORE_INDEX]]
 
 
 def test_evaluation_order_is_by_length():
@@ -190,8 +194,11 @@ def test_logits_only_where_trained_give_the_same_loss(tiny_model_dir):
         [True, True, False, False, False],
     ]
     assert lean["shift_labels"].tolist() == [7, 8, 9, 6, 7]
+    padded = PadToLongest(2, trained_logits_only=True, multiple_of=8)(features)
     with torch.no_grad():
         full_loss = model(**PadToLongest(2)(features)).loss
         lean_output = model(**lean)
+        padded_loss = model(**padded).loss
     assert lean_output.logits.shape[0] == 5  # five rows of vocabulary logits, not 2 × 5
     assert lean_output.loss.item() == pytest.approx(full_loss.item(), abs=1e-6)
+    assert padded_loss.item() == pytest.approx(full_loss.item(), abs=1e-6)

@@ -24,6 +24,7 @@ from typing import Any
 
 from anxin.atomic import write_json, write_jsonl
 from anxin.config import ConfigError, describe_config, flatten
+from anxin.openmp import choose_wait_policy
 from anxin.train.config import TrainConfig, load_train_config
 
 __all__ = ["TrainConfig", "TrainResult", "add_arguments", "load_train_config", "main", "train"]
@@ -84,7 +85,7 @@ def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
     from anxin.train.checkpoints import prepare_output_dir
     from anxin.train.data import load_conversations, tokenize
 
-    environment.prefer_sleeping_threads()  # before anything imports torch
+    choose_wait_policy()  # before anything imports torch (see anxin.openmp)
     procs = environment.processes()
     environment.check_machine(cfg)
     resume_from = prepare_output_dir(cfg.output, procs.is_main)
@@ -161,8 +162,8 @@ def _announce(run: Run) -> None:
         f"({card['train']['tokens']:,} tokens, {card['train']['trained_tokens']:,} trained), "
         f"{card['validation']['conversations']} validation"
         + (" [tokenised: cache]" if card["train"]["from_cache"] else " [tokenised]"),
-        f"precision {run.precision.mode} ({run.precision.why}); {run.threads} threads per process; "
-        f"{run.procs.world_size} process(es)",
+        f"precision {run.precision.mode} ({run.precision.why}); {run.threads} threads per process, "
+        f"{choose_wait_policy()}; {run.procs.world_size} process(es)",
         f"output {cfg.output.output_dir}"
         + (f" (resuming from {run.resume_from.name})" if run.resume_from else ""),
     ]

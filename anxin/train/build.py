@@ -83,7 +83,8 @@ def load_model(cfg: TrainConfig, model_path: str, precision, procs):
     lora = cfg.method.finetuning_type == "lora"
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
     # Frozen base weights can live in the compute dtype on a GPU (half the memory); the CPU
-    # keeps float32 weights and runs bf16 under autocast. Trained weights stay float32.
+    # keeps the float32 residual stream and casts only the frozen matmul weights (below).
+    # Trained weights stay float32.
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision.mode)
     kwargs["dtype"] = (
         half if (lora and half is not None and torch.cuda.is_available()) else torch.float32
@@ -93,6 +94,8 @@ def load_model(cfg: TrainConfig, model_path: str, precision, procs):
         kwargs["device_map"] = {"": procs.local_rank}
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False  # the KV cache only helps generation
+    if lora and precision.mode == "bf16" and kwargs["dtype"] == torch.float32:
+        frozen_linear_weights_in_bf16(model)
     if cfg.model.quantization_bit:
         from peft import prepare_model_for_kbit_training
 
@@ -120,6 +123,23 @@ def load_model(cfg: TrainConfig, model_path: str, precision, procs):
         raise ConfigError(f"lora_target: {error}") from None
 
 
+def frozen_linear_weights_in_bf16(model) -> None:
+    """Store the frozen matmul weights in bf16 for a CPU LoRA run under bf16 autocast.
+
+    Autocast casts every float32 weight to bf16 at each forward anyway (and keeps the copy for
+    the backward), so storing them in bf16 gives the same numbers without the casts and with
+    half their memory: measured on SmolLM2, peak memory 2.37 -> 1.83 GB and the step no
+    slower. Embeddings, norms and the output layer (tied to the embeddings in small models)
+    stay float32, so the residual stream keeps its precision.
+    """
+    import torch
+
+    output_layer = model.get_output_embeddings()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not output_layer:
+            module.to(torch.bfloat16)
+
+
 def quantization_config(bits: int, compute_dtype):
     import torch
     from transformers import BitsAndBytesConfig
@@ -139,8 +159,8 @@ def build_trainer(cfg, args, model, tokenizer, template_name, datasets, resume_f
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from anxin.template import save_template_card
-    from anxin.train.callbacks import CheckpointCompletion, TrainerLog
-    from anxin.train.data import PadToLongest, accepts_trained_logits_only
+    from anxin.train.callbacks import CheckpointCompletion, ReturnFreedMemory, TrainerLog
+    from anxin.train.data import LENGTH_MULTIPLE, PadToLongest, accepts_trained_logits_only
 
     train_set, val_set = datasets
     elapsed_before = _elapsed_at(cfg, resume_from)
@@ -154,11 +174,14 @@ def build_trainer(cfg, args, model, tokenizer, template_name, datasets, resume_f
         args=args,
         train_dataset=train_set,
         eval_dataset=val_set.sorted_by_length() if len(val_set) else None,
-        data_collator=PadToLongest(tokenizer.pad_token_id, accepts_trained_logits_only(model)),
+        data_collator=PadToLongest(
+            tokenizer.pad_token_id, accepts_trained_logits_only(model), LENGTH_MULTIPLE
+        ),
         processing_class=tokenizer,
         callbacks=[
             CheckpointCompletion(cfg.output.save_total_limit, extras=template_card),
             TrainerLog(cfg.output.output_dir, elapsed_before),
+            ReturnFreedMemory(),
             *callbacks,
         ],
     )

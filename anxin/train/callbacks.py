@@ -1,4 +1,4 @@
-"""Trainer callbacks: the run log, checkpoint completion, and what the terminal shows.
+"""Trainer callbacks: the run log, checkpoint completion, what the terminal shows, and memory.
 
 Only the main process writes files or prints; the others train quietly.
 """
@@ -62,6 +62,36 @@ def log_entry(logs: dict, state, elapsed: float, tokens_per_s: float | None) -> 
         entry["tokens_per_s"] = round(tokens_per_s, 1)
     entry["elapsed_s"] = round(elapsed, 2)
     return entry
+
+
+class ReturnFreedMemory(TrainerCallback):
+    """Give memory the allocator has freed back to the system after each step and eval batch.
+
+    Variable-length batches leave glibc's heap fragmented: freed activations stay resident and
+    the process grows step after step (SmolLM2, CPU: 1.6 -> 3.4 GB over 10 steps, while the
+    working set stays near 1.5 GB). malloc_trim(0) once per optimizer step keeps it flat for
+    a few milliseconds; a fixed mmap threshold does the same but costs 40 % of the speed.
+    Does nothing where the C library is not glibc.
+    """
+
+    def __init__(self):
+        import ctypes
+        import ctypes.util
+
+        try:
+            self._trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def release(self) -> None:
+        if self._trim is not None:
+            self._trim(0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.release()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self.release()
 
 
 class TrainerLog(TrainerCallback):

@@ -198,8 +198,17 @@ def _render_all(records, tokenizer, cutoff_len) -> tuple[TokenizedDataset, Token
 # --- batching -----------------------------------------------------------------------------
 
 
+# Training pads every batch up to a multiple of this many tokens. Tensors then come in a few
+# sizes that the C allocator can reuse; with every length different, glibc's heap fragments
+# and the process grows step after step (SmolLM2 LoRA on CPU, 80 conversations: peak memory
+# 2.49 GB unpadded, 1.77 GB padded to 64; tokens/s 306 vs 330, the aligned shapes suit the bf16
+# kernels). The padding is masked, so the loss is the same.
+LENGTH_MULTIPLE = 64
+
+
 class PadToLongest:
-    """Collate conversations into a batch padded to its own longest one (right padding).
+    """Collate conversations into a batch padded to its own longest one (right padding),
+    rounded up to `multiple_of` tokens.
 
     Padding positions get attention_mask 0 and label -100; the pad id itself never decides a
     label (pad == eos in many tokenizers, and eos must be trained).
@@ -211,14 +220,16 @@ class PadToLongest:
     the loss is the same.
     """
 
-    def __init__(self, pad_token_id: int, trained_logits_only: bool = False):
+    def __init__(self, pad_token_id: int, trained_logits_only: bool = False, multiple_of: int = 1):
         self.pad_token_id = pad_token_id
         self.trained_logits_only = trained_logits_only
+        self.multiple_of = multiple_of
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
         longest = max(len(f["input_ids"]) for f in features)
+        longest = -(-longest // self.multiple_of) * self.multiple_of
         batch = {
             "input_ids": torch.full((len(features), longest), self.pad_token_id, dtype=torch.long),
             "attention_mask": torch.zeros((len(features), longest), dtype=torch.long),

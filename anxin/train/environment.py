@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from anxin.config import ConfigError
 from anxin.models import cpu_has_bf16
+from anxin.openmp import choose_wait_policy
 
 
 @dataclass(frozen=True)
@@ -41,19 +41,6 @@ def processes() -> Processes:
         world_size=world_size,
         local_world_size=int(env.get("LOCAL_WORLD_SIZE", world_size)),
     )
-
-
-def prefer_sleeping_threads() -> str | None:
-    """Make idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE), unless set.
-
-    On a CPU shared with other busy processes, spinning threads burn the time slices the
-    working threads need: one LoRA step of SmolLM2 took 94-136 s spinning against 6-8 s
-    sleeping, with two threads on two busy cores. Works only before torch is imported (the
-    OpenMP runtime reads it once); returns the policy in force, or None if it is too late.
-    """
-    if "torch" in sys.modules:
-        return os.environ.get("OMP_WAIT_POLICY")
-    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def has_cuda() -> bool:
@@ -179,6 +166,7 @@ def describe_machine(precision: Precision, threads: int, procs: Processes) -> di
         "physical_cores": physical_cores(),
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "omp_wait_policy_why": choose_wait_policy(),
         "cpu_native_bf16": cpu_has_bf16(),
         "precision": precision.mode,
         "precision_why": precision.why,
