@@ -283,6 +283,8 @@ class LlamaCppBackend:
             if settings.seed is not None:
                 self.llm.set_seed(settings.seed)
             # generate() reuses the KV cache for the longest prefix shared with the last call.
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            stats.cached_tokens = self.llm.longest_token_prefix(cached, prompt[:-1])
             tokens = self.llm.generate(prompt, **self.sampling(settings))
             try:
                 for token in tokens:

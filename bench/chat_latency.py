@@ -4,6 +4,7 @@ Ways to answer the same conversations on the same model, greedy, same max_new_to
 
     engine/transformers       anxin's Engine, the default HF backend (bf16 on CPUs with bf16,
                               the KV cache of the unchanged prefix kept across turns)
+    engine/transformers int8  the same with `--quantize int8` (int8 matmul weights)
     engine/llamacpp           anxin's Engine, the llama.cpp backend (anxin.llamacpp): the HF
                               folder exported by anxin.export (q8_0), as a fine-tuned model is
     llama-cpp-python          llama-cpp-python alone, `Llama.generate` on the same token ids
@@ -13,8 +14,9 @@ Ways to answer the same conversations on the same model, greedy, same max_new_to
 
 Scenarios: a 1-turn conversation; the 10th user turn of a conversation (9 earlier exchanges
 of history) from a cold cache; the same turn right after the 9th was answered (warm: a backend
-that keeps its KV cache evaluates only the new messages). Runs alternate
-between the configurations (A B C A B C ...) so that load from other processes hits all alike.
+that keeps its KV cache evaluates only the new messages). Each configuration lives in its own
+process (torch's and llama.cpp's thread pools in one process slow each other down); runs
+alternate between them (A B C A B C ...) so that load from other processes hits all alike.
 
     .venv/bin/python bench/chat_latency.py                 # smollm2, 128 tokens, 3 repeats
     .venv/bin/python bench/chat_latency.py --repeats 1 --max-new-tokens 32   # a quick look
@@ -35,10 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anxin.atomic import write_json, write_text  # noqa: E402
-from anxin.engine import (  # noqa: E402
-    Engine,
-    GenerationStats,
-)
+from anxin.engine import Engine, GenerationStats  # noqa: E402
+from anxin.template import DEFAULT_SYSTEM_PROMPT  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -170,50 +170,95 @@ def measurement(started, first, done, stats: GenerationStats, shown: float = 0.0
 # --- the configurations -----------------------------------------------------------------------
 
 
-def build_configs(model: str, threads: int) -> tuple[dict, list]:
-    """name -> (run(messages, max_new) -> dict, reset_cache()); and what to close at the end."""
-    from anxin.llamacpp import LlamaCppBackend, embedded_gguf, import_llama_cpp
+def config_names(model: str) -> list[str]:
     from anxin.models import EMBEDDED
+
+    names = ["engine/transformers", "engine/transformers int8", "engine/llamacpp"]
+    names.append("llama-cpp-python")
+    if model in EMBEDDED:  # the file the issue's llama.cpp figure (82-100 tok/s) is measured on
+        names.append(f"llama-cpp-python {EMBEDDED[model].member.rsplit('.', 2)[-2]}")
+    return names
+
+
+def build_config(name: str, model: str, threads: int):
+    """One configuration: (run(messages, max_new) -> dict, reset_cache(), close())."""
+    from anxin.llamacpp import LlamaCppBackend, embedded_gguf, import_llama_cpp
     from anxin.template import render_prompt
 
-    def engine_config(backend, reset_cache):
+    def engine_config(backend, reset_cache, close=lambda: None):
         timed = TimedBackend(backend)
-        engine = Engine(timed, system_prompt=hf.system_prompt)
-        return (lambda m, n: run_engine(engine, timed, m, n)), reset_cache
+        engine = Engine(timed, system_prompt=DEFAULT_SYSTEM_PROMPT)
+        return (lambda m, n: run_engine(engine, timed, m, n)), reset_cache, close
 
-    hf = Engine.from_pretrained(model, backend="transformers")
-    base = hf.backend
+    if name.startswith("engine/transformers"):
+        quantize = "int8" if name.endswith("int8") else None
+        backend = Engine.from_pretrained(model, quantize=quantize).backend
+        return engine_config(backend, backend.reset_cache)
     cpp = LlamaCppBackend.from_model(model, n_threads=threads)  # the HF folder, exported q8_0
-    configs = {
-        "engine/transformers": engine_config(base, base.reset_cache),
-        "engine/llamacpp": engine_config(cpp, cpp.llm.reset),
-    }
-    llama_cpp = import_llama_cpp()
-    persona = [{"role": "system", "content": hf.system_prompt}]
+    if name == "engine/llamacpp":
+        return engine_config(cpp, cpp.llm.reset, cpp.close)
+    gguf = cpp.gguf_path if name == "llama-cpp-python" else embedded_gguf(model)
+    llm = import_llama_cpp().Llama(
+        str(gguf), n_ctx=cpp.context_length, n_threads=threads, n_threads_batch=threads,
+        verbose=False,
+    )  # fmt: skip
+    persona = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
 
-    def raw_config(gguf_path):
-        llm = llama_cpp.Llama(
-            str(gguf_path),
-            n_ctx=cpp.context_length,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
+    def run(messages, max_new):
+        prompt = render_prompt(cpp.tokenizer, persona + messages)
+        return run_llama_cpp(llm, cpp.stop_ids, prompt, max_new)
+
+    def close():
+        llm.close()
+        cpp.close()
+
+    return run, llm.reset, close
+
+
+def config_worker(name: str, model: str, threads: int, torch_threads: int | None, conn) -> None:
+    """A process that holds one configuration and runs what the parent asks, in turn.
+
+    Each configuration lives in its own process: torch's and llama.cpp's thread pools in one
+    process slow each other down (llama.cpp decoded at 50-68 instead of 100 tok/s beside a
+    loaded torch model), which would measure the neighbour, not the configuration.
+    """
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    run, reset_cache, close = build_config(name, model, threads)
+    reset_cache()
+    run(conversation(1), 4)  # warm-up: first calls pay one-off costs
+    conn.send("ready")
+    while (request := conn.recv()) is not None:
+        action, *args = request
+        conn.send(reset_cache() if action == "reset" else run(*args))
+    close()
+
+
+def start_configs(model: str, threads: int, torch_threads: int | None) -> tuple[dict, list]:
+    """name -> (run, reset_cache) proxies to one worker process per configuration, started one
+    after another so that their loading does not overlap."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    configs, processes = {}, []
+    for name in config_names(model):
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=config_worker, args=(name, model, threads, torch_threads, child), daemon=True
         )
+        process.start()
+        if parent.recv() != "ready":
+            raise RuntimeError(f"{name}: the worker did not start")
 
-        def run(messages, max_new):
-            prompt = render_prompt(base.tokenizer, persona + messages)
-            return run_llama_cpp(llm, cpp.stop_ids, prompt, max_new)
+        def ask(*request, conn=parent):
+            conn.send(request)
+            return conn.recv()
 
-        return llm, (run, llm.reset)
-
-    same, configs["llama-cpp-python"] = raw_config(cpp.gguf_path)
-    closers = [cpp, same]
-    if model in EMBEDDED:  # the file the issue's llama.cpp figure (82-100 tok/s) is measured on
-        original, configs[f"llama-cpp-python {EMBEDDED[model].member.rsplit('.', 2)[-2]}"] = (
-            raw_config(embedded_gguf(model))
-        )
-        closers.append(original)
-    return configs, closers
+        configs[name] = (lambda m, n, ask=ask: ask("run", m, n)), (lambda ask=ask: ask("reset"))
+        processes.append((process, parent))
+    return configs, processes
 
 
 SCENARIOS = {
@@ -329,7 +374,7 @@ def machine_facts(args, threads: int) -> dict:
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": args.torch_threads or torch.get_num_threads(),
         "llama_cpp_python": llama_version,
         "python": platform.python_version(),
         "load_average": round(os.getloadavg()[0], 2),
@@ -350,27 +395,20 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
-    if args.torch_threads:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
-
     from anxin.llamacpp import default_threads
 
     threads = args.threads or default_threads()
     facts = machine_facts(args, threads)
-    configs, closers = build_configs(args.model, threads)
-    for run, reset_cache in configs.values():  # warm-up: first calls pay one-off costs
-        reset_cache()
-        run(conversation(1), 4)
+    configs, processes = start_configs(args.model, threads, args.torch_threads)
     runs = run_all(configs, args.repeats, args.max_new_tokens)
     summary = summarise(runs)
     write_json(args.out / "chat_latency.json", {"machine": facts, "summary": summary, "runs": runs})
     table = markdown(summary, facts)
     write_text(args.out / "chat_latency.md", table)
     print(table)
-    for closer in closers:
-        closer.close()
+    for process, conn in processes:
+        conn.send(None)
+        process.join(timeout=30)
     return 0
 
 

@@ -289,8 +289,15 @@ def measure_model(
     backend = engine.backend
     if loss and getattr(backend, "name", "") == "transformers":  # others give no logits
         conversations = [with_system(r["messages"], engine.system_prompt) for r in records]
-        result["loss"] = teacher_forced_loss(
-            backend.model, backend.tokenizer, conversations, batch_size, cutoff_len, progress, label
+        result["loss"] = backend.call(  # on the model's own torch thread (see TransformersBackend)
+            teacher_forced_loss,
+            backend.model,
+            backend.tokenizer,
+            conversations,
+            batch_size,
+            cutoff_len,
+            progress,
+            label,
         )
     replies = []
     if turns:

@@ -44,6 +44,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True)
         help="local generator (default: transformers; llamacpp needs a .gguf model)",
     )
     model.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="transformers backend on a CPU: int8 weights for the matmuls, about 1.5-2x faster "
+        "to generate (an adapter is merged in memory first); default: none",
+    )
+    model.add_argument(
         "--allow-template-mismatch",
         action="store_true",
         help="chat even if the template differs from the one the model was trained with",
@@ -163,6 +169,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         system_prompt=args.system,
         allow_template_mismatch=args.allow_template_mismatch,
         backend=args.backend,
+        quantize=args.quantize,
         settings=settings,
     )
 
