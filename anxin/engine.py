@@ -458,16 +458,13 @@ class TransformersBackend:
                 break
             shared += 1
         shared = min(shared, len(prompt_ids) - 1)  # one new token at least, for the next logits
-        surplus = self._cache.get_seq_length() - shared if self._cache is not None else 0
-        try:
-            if self._cache is None or shared == 0:
-                raise ValueError("nothing to reuse")
-            if surplus > 0:
-                self._cache.crop(-surplus)  # transformers 5: a negative count of tokens to drop
-        except (
-            ValueError,
-            RuntimeError,
-        ):  # nothing shared, or a sliding-window cache past its window
+        reusable = self._cache is not None and shared > 0
+        if reusable and self._cache.get_seq_length() > shared:
+            try:  # transformers 5 crops by a negative count of tokens to drop
+                self._cache.crop(shared - self._cache.get_seq_length())
+            except (ValueError, RuntimeError):  # a sliding-window cache past its window
+                reusable = False
+        if not reusable:
             self._cache, shared = DynamicCache(config=self.model.config), 0
         stats.cached_tokens = shared
         return self._cache
