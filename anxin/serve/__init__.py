@@ -46,7 +46,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True)
     model.add_argument(
         "--quantize",
         choices=("int8",),
-        help="transformers backend on a CPU: int8 weights for the matmuls, about 1.5-2x faster "
+        help="transformers backend on a CPU: int8 weights for the matmuls, about 1.5x faster "
         "to generate (an adapter is merged in memory first); default: none",
     )
     model.add_argument(
