@@ -328,7 +328,6 @@ class TransformersBackend:
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         )
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.lock = threading.Lock()  # one generate() at a time on one model
         self._cache = None  # the last conversation's KV cache (see _reusable_cache)
         self._cached_ids: list[int] = []
 
@@ -417,12 +416,12 @@ class TransformersBackend:
 
         def run():
             try:
-                with self.lock, torch.inference_mode():
+                with torch.inference_mode():
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
                     kwargs["cache"] = self._reusable_cache(prompt_ids, stats)
                     output = self.model.generate(**kwargs)
-                    self._remember(output.sequences[0].tolist(), kwargs["cache"])
+                    self._remember(output.sequences[0].tolist())
             except BaseException as error:  # surfaced in the caller's thread below
                 self.reset_cache()
                 errors.append(error)
@@ -447,7 +446,8 @@ class TransformersBackend:
     # usually starts with all of them (persona + history), so the cache is cropped to the
     # longest shared prefix and generate() computes only the rest (it skips the cached part of
     # input_ids itself). Token ids are compared, not text, so a reply the care layer changed, a
-    # /undo or another user's conversation simply shares less. Called under self.lock.
+    # /undo or another user's conversation simply shares less. Runs on the torch thread, which
+    # also keeps generations one at a time.
 
     def _reusable_cache(self, prompt_ids: list[int], stats: GenerationStats):
         from transformers import DynamicCache
@@ -469,9 +469,9 @@ class TransformersBackend:
         stats.cached_tokens = shared
         return self._cache
 
-    def _remember(self, sequence: list[int], cache) -> None:
+    def _remember(self, sequence: list[int]) -> None:
         # The cache holds every token but the last one generated (it is never fed back).
-        self._cached_ids = sequence[: cache.get_seq_length()]
+        self._cached_ids = sequence[: self._cache.get_seq_length()]
 
     def reset_cache(self) -> None:
         self._cache, self._cached_ids = None, []
@@ -494,7 +494,7 @@ class TransformersBackend:
         attention = torch.tensor(
             [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device
         )
-        with self.lock, torch.inference_mode():
+        with torch.inference_mode():
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
             output = self.model.generate(

@@ -173,8 +173,12 @@ def measurement(started, first, done, stats: GenerationStats, shown: float = 0.0
 def config_names(model: str) -> list[str]:
     from anxin.models import EMBEDDED
 
-    names = ["engine/transformers", "engine/transformers int8", "engine/llamacpp"]
-    names.append("llama-cpp-python")
+    names = [
+        "engine/transformers",
+        "engine/transformers int8",
+        "engine/llamacpp",
+        "llama-cpp-python",
+    ]
     if model in EMBEDDED:  # the file the llama.cpp figure (82-100 tok/s) is measured on
         names.append(f"llama-cpp-python {EMBEDDED[model].member.rsplit('.', 2)[-2]}")
     return names
