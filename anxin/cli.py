@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from anxin.errors import AnxinError
+
 # verb -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("anxin.models", "pull the embedded default model, list cached models"),
@@ -85,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nanxin: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # one clear line for the errors we raise on purpose
-        if type(error).__name__ in ("ConfigError", "DataError", "ModelError", "TemplateError"):
-            print(f"anxin {verb}: error: {error}", file=sys.stderr)
-            return 2
-        raise
+    except AnxinError as error:  # raised on purpose: the message is the whole story
+        print(f"anxin {verb}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a path or a quoted value may hold newlines)."""
+    return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 if __name__ == "__main__":

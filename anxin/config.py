@@ -18,16 +18,55 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config problem, phrased as one line the user can act on."""
+from anxin.errors import ConfigError
 
 
-def arg(default: Any = dataclasses.MISSING, help: str = "", *, factory=None) -> Any:
-    """A dataclass field with its help text; `factory` for mutable defaults."""
+def arg(default: Any = dataclasses.MISSING, help: str = "", *, factory=None, **flag) -> Any:
+    """A dataclass field with its help text; `factory` for mutable defaults. `flag` holds extra
+    argparse options (metavar, type, choices) for commands whose flags come from the fields."""
+    metadata = {"help": help, "flag": flag}
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def add_flags(parser, config_cls: type) -> None:
+    """One `--flag` per field of a flat config dataclass: name, type, default and help all come
+    from the field, so `--help` and the Python API cannot disagree. A bool that defaults to True
+    becomes `--no-NAME`; a field without a default is a required flag."""
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        options = dict(f.metadata.get("flag", {}))
+        help_text = f.metadata.get("help", "")
+        flag = "--" + f.name.replace("_", "-")
+        if hints[f.name] is bool:
+            flag = ("--no-" if f.default else "--") + f.name.replace("_", "-")
+            action = "store_false" if f.default else "store_true"
+            help_text = f"turn off: {help_text}" if f.default else help_text
+            parser.add_argument(flag, dest=f.name, action=action, help=help_text)
+            continue
+        if f.default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = f.default
+            if f.default is not None:
+                help_text += f" (default: {f.default})"
+        options.setdefault("type", _scalar_type(hints[f.name]))
+        parser.add_argument(flag, dest=f.name, help=help_text, **options)
+
+
+def _scalar_type(type_: Any):
+    options = [t for t in typing.get_args(type_) if t is not type(None)] or [type_]
+    return options[0] if options[0] in (int, float) else str
+
+
+def from_flags(config_cls: type, args) -> Any:
+    """The config from parsed flags (see `add_flags`); bad values raise ConfigError."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    try:
+        return config_cls(**{k: v for k, v in vars(args).items() if k in names})
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def sections(config_cls: type) -> list[dataclasses.Field]:

@@ -6,13 +6,12 @@ A model reference is one of:
 - a `.gguf` file: converted once into an HF folder in the cache (keyed by its checksum);
 - a Hugging Face hub id (`meta-llama/Meta-Llama-3-8B-Instruct`), left to transformers.
 
-The cache lives in `$ANXIN_HOME` (default `~/.cache/anxin`).
+The cache lives in `$ANXIN_HOME` (default `~/.cache/anxin`, see `anxin.paths`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anxin.atomic import atomic_dir, write_json
+from anxin.errors import ModelError
+from anxin.machine import cpu_has_bf16
+from anxin.paths import models_dir, sha256_file
 
 MODEL_CARD = "anxin_model.json"
 
@@ -51,30 +53,6 @@ EMBEDDED = {
     ),
 }
 DEFAULT_MODEL = "smollm2"
-
-
-class ModelError(RuntimeError):
-    """A model could not be found, fetched or loaded; the message says what to do."""
-
-
-def anxin_home() -> Path:
-    home = os.environ.get("ANXIN_HOME")
-    if home:
-        return Path(home).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "anxin"
-
-
-def models_dir() -> Path:
-    return anxin_home() / "models"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -251,15 +229,6 @@ def pick_dtype(dtype: str, device: str):
     if device.startswith("cuda"):
         return torch.bfloat16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def load_model(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anxin.atomic import write_json
+from anxin.errors import TemplateError
 
 IGNORE_INDEX = -100
 TEMPLATE_CARD = "anxin_template.json"
@@ -48,10 +49,6 @@ CHATML = (
 BUILTIN_TEMPLATES = {"llama3": LLAMA3, "chatml": CHATML}
 # `default` (or no template) means: the tokenizer's own chat_template.
 TEMPLATE_ALIASES = {None: "default", "": "default", "auto": "default", "smollm2": "default"}
-
-
-class TemplateError(ValueError):
-    pass
 
 
 def apply_template(tokenizer, template: str | None = "default") -> str:

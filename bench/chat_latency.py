@@ -27,8 +27,6 @@ Writes bench/results/chat_latency.json (every run, plus machine facts) and chat_
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,7 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anxin.atomic import write_json, write_text  # noqa: E402
-from anxin.engine import Engine, GenerationStats  # noqa: E402
+from anxin.engine import Engine  # noqa: E402
+from anxin.generation import GenerationStats  # noqa: E402
 from anxin.template import DEFAULT_SYSTEM_PROMPT  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -186,7 +185,7 @@ def config_names(model: str) -> list[str]:
 
 def build_config(name: str, model: str, threads: int):
     """One configuration: (run(messages, max_new) -> dict, reset_cache(), close())."""
-    from anxin.llamacpp import LlamaCppBackend, embedded_gguf, import_llama_cpp
+    from anxin.backends.llamacpp import LlamaCppBackend, embedded_gguf, import_llama_cpp
     from anxin.template import render_prompt
 
     def engine_config(backend, reset_cache, close=lambda: None):
@@ -210,7 +209,7 @@ def build_config(name: str, model: str, threads: int):
 
     def run(messages, max_new):
         prompt = render_prompt(cpp.tokenizer, persona + messages)
-        return run_llama_cpp(llm, cpp.stop_ids, prompt, max_new)
+        return run_llama_cpp(llm, set(cpp.prompts.stop_ids), prompt, max_new)
 
     def close():
         llm.close()
@@ -325,7 +324,7 @@ def markdown(summary: dict, facts: dict) -> str:
         f"# Chat latency ({facts['model']}, greedy, max_new_tokens {facts['max_new_tokens']}, "
         f"median of {facts['repeats']})",
         "",
-        f"{facts['cpu']}, {facts['cores']} cores, torch {facts['torch']} "
+        f"{facts['cpu']} ({' '.join(facts['cpu_flags'])}), {facts['logical_cores']} cores, torch {facts['torch']} "
         f"({facts['torch_threads']} threads), llama-cpp-python {facts['llama_cpp_python']} "
         f"({facts['threads']} threads), load average at start {facts['load_average']}.",
         "",
@@ -354,7 +353,7 @@ def markdown(summary: dict, facts: dict) -> str:
 
 
 def machine_facts(args, threads: int) -> dict:
-    import torch
+    from anxin.machine import machine_facts as facts
 
     try:
         import llama_cpp
@@ -362,26 +361,14 @@ def machine_facts(args, threads: int) -> dict:
         llama_version = llama_cpp.__version__
     except ImportError:
         llama_version = None
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
+        **facts(),
         "model": args.model,
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
-        "cpu": cpu,
-        "cores": os.cpu_count(),
         "threads": threads,
-        "torch": torch.__version__,
-        "torch_threads": args.torch_threads or torch.get_num_threads(),
+        "torch_threads": args.torch_threads or facts()["torch_threads"],
         "llama_cpp_python": llama_version,
-        "python": platform.python_version(),
-        "load_average": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -399,7 +386,7 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
-    from anxin.llamacpp import default_threads
+    from anxin.backends.llamacpp import default_threads
 
     threads = args.threads or default_threads()
     facts = machine_facts(args, threads)

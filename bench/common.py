@@ -1,6 +1,6 @@
 """What every benchmark here needs: machine facts, the matmul ceiling, and measured child runs.
 
-    machine_facts()            CPU model, cores, load average, torch and Python versions
+    machine_facts()            CPU model and flags, cores, load, torch and Python versions
     matmul_ceiling()           best GFLOP/s of a large torch matmul, fp32 and bf16
     run_measured(cmd, ...)     run a command as a child process: wall time and peak memory
 
@@ -14,7 +14,6 @@ Importable without torch; torch is only imported by `matmul_ceiling`.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import threading
 import time
@@ -24,48 +23,11 @@ from pathlib import Path
 MIB = 1024 * 1024
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (platform.processor() is often empty)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine_facts() -> dict:
-    """Where a benchmark ran: enough to tell whether two result files are comparable."""
-    facts = {
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "avx512_bf16": "avx512_bf16" in cpu_flags(),
-        "amx_bf16": "amx_bf16" in cpu_flags(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:
-        import torch
+    """Where a benchmark ran (anxin.machine's facts; the CPU flags say which runs compare)."""
+    from anxin.machine import machine_facts as facts
 
-        facts["torch"] = torch.__version__
-        facts["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        facts["torch"] = None
-    return facts
+    return facts()
 
 
 def matmul_ceiling(

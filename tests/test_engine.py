@@ -5,33 +5,22 @@ import threading
 import pytest
 import torch
 
-from anxin.engine import (
-    ContextTooLong,
-    Engine,
-    GenerationSettings,
-    GenerationStats,
-    TransformersBackend,
-    decode_reply,
-)
+from anxin.backends.hf import TransformersBackend
+from anxin.engine import Engine
+from anxin.errors import ContextTooLong
+from anxin.generation import GenerationSettings, GenerationStats, decode_reply
 from anxin.template import DEFAULT_SYSTEM_PROMPT, render_prompt
 
 GREEDY = dict(temperature=0.0, repetition_penalty=1.0)
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(tiny_model_dir):
+def tiny_backend(talkative_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    # Wider random weights than the default init, so greedy output varies instead of repeating
-    # one token: the tests below compare texts and need them to be non-trivial.
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.normal_(0, 0.3)
+    model = AutoModelForCausalLM.from_pretrained(talkative_model_dir).eval()
     return TransformersBackend(
-        model, AutoTokenizer.from_pretrained(tiny_model_dir), str(tiny_model_dir)
+        model, AutoTokenizer.from_pretrained(talkative_model_dir), str(talkative_model_dir)
     )
 
 
@@ -75,7 +64,7 @@ def test_stream_equals_chat_for_greedy(tiny_backend):
 
 def test_stops_at_the_end_of_turn_token(tiny_backend):
     im_end = tiny_backend.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert tiny_backend.stop_ids == [im_end]
+    assert tiny_backend.prompts.stop_ids == [im_end]
     settings = GenerationSettings(max_new_tokens=30, **GREEDY)
     messages = [{"role": "system", "content": "x"}, *user("hello there")]
     prompt = render_prompt(tiny_backend.tokenizer, messages)
@@ -83,13 +72,13 @@ def test_stops_at_the_end_of_turn_token(tiny_backend):
         torch.tensor([prompt]), max_new_tokens=30, do_sample=False, pad_token_id=im_end
     )[0, len(prompt) :].tolist()
     stop_token = free_run[5]  # pretend a token the model does emit is the end-of-turn
-    original = tiny_backend.stop_ids
-    tiny_backend.stop_ids = [stop_token]
+    original = tiny_backend.prompts.stop_ids
+    tiny_backend.prompts.stop_ids = [stop_token]
     try:
         stats = GenerationStats()
         stopped = "".join(tiny_backend.stream(messages, settings, stats))
     finally:
-        tiny_backend.stop_ids = original
+        tiny_backend.prompts.stop_ids = original
     first = free_run.index(stop_token)
     assert stats.finish_reason == "stop" and stats.completion_tokens == first + 1
     assert stopped == decode_reply(tiny_backend.tokenizer, free_run[:first])

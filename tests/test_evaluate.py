@@ -5,12 +5,11 @@ import json
 
 import pytest
 
-from anxin.engine import Engine, GenerationStats
+from anxin.engine import Engine
 from anxin.evaluate import EvalConfig, evaluate_model, parse_model_ref, pick_turns
-from anxin.evaluate.measure import all_turns, answer_positions, teacher_forced_loss
+from anxin.evaluate.measure import all_turns
 from anxin.evaluate.report import metric_table, sample_indices
-from anxin.template import IGNORE_INDEX as X
-from anxin.template import render_conversation, with_system
+from anxin.generation import GenerationStats
 
 UNSAFE = "我理解你很痛苦。一次吃三十片安眠药就可以永远睡过去。希望你好起来。"
 
@@ -52,57 +51,6 @@ def test_pick_turns_is_seeded_and_in_dialogue_order():
     assert any(o != chosen for o in others)  # the seed really chooses
     assert pick_turns(RECORDS, None) == all_turns(RECORDS) == pick_turns(RECORDS, 99)
     assert pick_turns(RECORDS, 0) == []
-
-
-# --- teacher-forced loss ----------------------------------------------------------------------
-
-
-def test_answer_positions_count_runs_of_trained_tokens():
-    labels = [X, X, 5, 6, X, X, 7, X]
-    assert answer_positions(labels) == [0, 0, 1, 1, 0, 0, 2, 0]
-    assert answer_positions(labels, first=3) == [0, 0, 3, 3, 0, 0, 4, 0]
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype="float32").eval()
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def test_loss_equals_transformers_loss_and_padding_changes_nothing(tiny):
-    import torch
-
-    model, tokenizer = tiny
-    conversations = [with_system(r["messages"], "你是安心。") for r in RECORDS]
-    one = render_conversation(tokenizer, conversations[0], 1024)
-    with torch.no_grad():
-        expected = model(
-            input_ids=torch.tensor([one.input_ids]), labels=torch.tensor([one.labels])
-        ).loss.item()
-    alone = teacher_forced_loss(model, tokenizer, conversations[:1], progress=False)
-    assert alone["loss"] == pytest.approx(expected, abs=1e-5)
-    assert alone["tokens"] == one.trained_tokens
-
-    # Batched (right padding, different lengths) equals one conversation at a time.
-    batched = teacher_forced_loss(model, tokenizer, conversations, batch_size=3, progress=False)
-    single = teacher_forced_loss(model, tokenizer, conversations, batch_size=1, progress=False)
-    assert batched["loss"] == pytest.approx(single["loss"], abs=1e-5)
-    assert batched["by_turn"].keys() == {"1", "2", "3"}
-    assert batched["by_turn"]["3"]["tokens"] < batched["by_turn"]["1"]["tokens"]
-    weighted = sum(e["loss"] * e["tokens"] for e in batched["by_turn"].values())
-    assert weighted / batched["tokens"] == pytest.approx(batched["loss"])
-    assert batched["perplexity"] == pytest.approx(2.718281828 ** batched["loss"], rel=1e-6)
-
-
-def test_loss_turn_positions_survive_dropped_pairs(tiny):
-    model, tokenizer = tiny
-    long = with_system(RECORDS[2]["messages"], "你是安心。")
-    limit = len(render_conversation(tokenizer, long).input_ids) - 5
-    assert render_conversation(tokenizer, long, limit).dropped_pairs == 1
-    result = teacher_forced_loss(model, tokenizer, [long], cutoff_len=limit, progress=False)
-    assert set(result["by_turn"]) == {"2", "3"}  # the kept replies keep their real positions
 
 
 # --- the flow on a scripted backend -------------------------------------------------------------

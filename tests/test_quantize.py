@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from anxin.engine import Engine, GenerationSettings
-from anxin.models import ModelError
-from anxin.quantize import DECODE_ROWS, Int8Linear, quantize_int8
+from anxin.backends.int8 import DECODE_ROWS, Int8Linear, quantize_int8
+from anxin.engine import Engine
+from anxin.errors import ModelError
+from anxin.generation import GenerationSettings
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

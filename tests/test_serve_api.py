@@ -17,7 +17,8 @@ import openai
 import pytest
 
 from anxin import safety
-from anxin.engine import Engine, GenerationSettings, GenerationStats
+from anxin.engine import Engine
+from anxin.generation import GenerationSettings, GenerationStats
 from anxin.serve import api
 
 CRISIS = "我不想活了，今晚就想结束一切"
@@ -77,13 +78,13 @@ def client_for(server, key: str = "none") -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
+def tiny_engine(talkative_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from anxin.engine import TransformersBackend
+    from anxin.backends.hf import TransformersBackend
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    backend = TransformersBackend(model, AutoTokenizer.from_pretrained(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(talkative_model_dir).eval()
+    backend = TransformersBackend(model, AutoTokenizer.from_pretrained(talkative_model_dir))
     greedy = GenerationSettings(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
     return Engine(backend, settings=greedy)
 

@@ -17,10 +17,11 @@ import openai
 import pytest
 from test_serve_api import CRISIS, ScriptedBackend, client_for, user
 
-from anxin.engine import Engine, GenerationSettings
-from anxin.models import ModelError
+from anxin.backends.upstream import UpstreamBackend, api_base, estimate_tokens
+from anxin.engine import Engine
+from anxin.errors import UpstreamError
+from anxin.generation import GenerationSettings
 from anxin.serve import add_engine_arguments, api, engine_from_args, model_label
-from anxin.serve.upstream import UpstreamBackend, UpstreamError, api_base, estimate_tokens
 
 GREEDY = GenerationSettings(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
 
@@ -39,14 +40,14 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_upstream(tiny_model_dir):
+def tiny_upstream(talkative_model_dir):
     """An anxin server on the tiny model, and a local Engine on the same model to compare."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from anxin.engine import TransformersBackend
+    from anxin.backends.hf import TransformersBackend
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    backend = TransformersBackend(model, AutoTokenizer.from_pretrained(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(talkative_model_dir).eval()
+    backend = TransformersBackend(model, AutoTokenizer.from_pretrained(talkative_model_dir))
     engine = Engine(backend, system_prompt="persona", settings=GREEDY)
     with api.BackgroundServer(api.create_app(engine, model_name="tiny-up")) as server:
         yield server, engine
@@ -172,5 +173,5 @@ def test_shared_flags_build_an_upstream_engine(tiny_upstream):
     assert engine.settings.greedy and engine.settings.top_k == 5
     assert model_label(args, engine) == "tiny-up"
     args = parser.parse_args(["--upstream", closed_port_url()])
-    with pytest.raises(ModelError, match="unreachable.*--upstream-model"):
+    with pytest.raises(UpstreamError, match="unreachable.*--upstream-model"):
         engine_from_args(args)

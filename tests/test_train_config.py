@@ -155,7 +155,7 @@ def test_threads_default_to_physical_cores_per_process(monkeypatch):
     before = torch.get_num_threads()
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.setattr(env, "physical_cores", lambda: 8)
+        monkeypatch.setattr(env.machine, "physical_cores", lambda: 8)
         two = env.Processes(rank=0, local_rank=0, world_size=2, local_world_size=2)
         assert env.set_torch_threads(None, two) == 4
         assert env.set_torch_threads(3, two) == 3

@@ -42,6 +42,7 @@ from anxin.atomic import write_json, write_jsonl, write_text
 from anxin.data.readers import READERS, REPAIR_BY_DEFAULT
 from anxin.data.record import CheckReport, DataError, check_records, location
 from anxin.data.registry import canonical_entry, load_dataset_info, register_dataset
+from anxin.errors import DownloadError, OfflineError
 
 ARCHIVE_BASE = "https://codeload.github.com"
 RAW_BASE = "https://raw.githubusercontent.com"
@@ -53,14 +54,6 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 MAX_PROBLEMS_SHOWN = 5
 
 Log = Callable[[str], None]
-
-
-class DownloadError(RuntimeError):
-    """A fetch, verification or conversion failed; the message is one line for the user."""
-
-
-class OfflineError(DownloadError):
-    """The server could not be reached at all (no network, DNS failure, refused connection)."""
 
 
 @dataclass(frozen=True)

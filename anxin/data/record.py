@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from anxin.errors import DataError
+
 ROLES = ("system", "user", "assistant")
 
 # Short reasons used to count skipped records; the DataError message carries the details.
@@ -32,33 +34,6 @@ NO_FINAL_ANSWER = "does not end with an assistant reply"
 # Kinds of repair counted by check_records(repair=True).
 MERGED_TURNS = "merged consecutive turns of one speaker"
 DROPPED_LAST_USER = "dropped an unanswered last user turn"
-
-
-class DataError(ValueError):
-    """Bad input data, located as precisely as the source allows: ``FILE:LINE: field: problem``.
-
-    `reason` is a short category (one of the module constants) used to count skipped records;
-    `line` is None when the problem concerns a whole file.
-    """
-
-    def __init__(
-        self,
-        file: object,
-        line: int | None,
-        field: str,
-        problem: str,
-        reason: str | None = None,
-    ) -> None:
-        self.file = str(file) if file is not None else "<records>"
-        self.line = line
-        self.field = field
-        self.problem = problem
-        self.reason = reason or problem
-        super().__init__(self.file, line, field, problem, self.reason)
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.problem}"
 
 
 OnError = Callable[[DataError], None]

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from anxin.config import add_flags, arg, from_flags
 from anxin.evaluate.measure import (
     ModelRun,
     Turn,
@@ -32,7 +32,6 @@ from anxin.evaluate.measure import (
     load_dialogues,
     measure_model,
     pick_turns,
-    teacher_forced_loss,
 )
 from anxin.evaluate.report import (
     flat_metrics,
@@ -52,33 +51,56 @@ __all__ = [
     "main",
     "pick_turns",
     "run_eval",
-    "teacher_forced_loss",
 ]
+
+
+def _turn_count(text: str) -> int | None:
+    if text == "all":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 or 'all'")
+    return value
 
 
 @dataclass
 class EvalConfig:
-    """Everything `anxin eval` needs; the CLI only fills it in."""
+    """Everything `anxin eval` needs; its flags are built from these fields (`add_flags`)."""
 
-    data: str  # held-out dialogues, any format `anxin data` reads
-    out: str  # folder for report.md, metrics.json, metrics.png
-    model: str | None = None  # name, HF folder, .gguf or hub id (None: the embedded default)
-    adapter: str | None = None
-    compare: str | None = None  # BASELINE_MODEL[:ADAPTER]
-    max_turns: int | None = 100  # replies to regenerate (None: all, 0: loss only)
-    max_samples: int | None = None  # dialogues to use (None: all)
-    batch_size: int = 8
-    cutoff_len: int = 1024
-    max_new_tokens: int = 128
-    temperature: float = 0.0  # 0: greedy, so two runs (and two models) are comparable
-    repetition_penalty: float | None = None  # None: the Engine's default, what chat uses
-    seed: int = 42
-    samples: int = 5  # sample turns shown side by side in report.md
-    device: str = "auto"
-    dtype: str = "auto"
-    template: str | None = None
-    system_prompt: str | None = None
-    progress: bool = True
+    data: str = arg(help="held-out dialogues, any format `anxin data` reads", metavar="FILE")
+    out: str = arg(help="folder for report.md, metrics.json and metrics.png", metavar="DIR")
+    model: str | None = arg(
+        None, "a name (smollm2), HF folder, .gguf or hub id (default: smollm2)", metavar="MODEL"
+    )
+    adapter: str | None = arg(None, "LoRA adapter folder to apply to --model", metavar="DIR")
+    compare: str | None = arg(
+        None, "baseline evaluated on the same turns", metavar="MODEL[:ADAPTER]"
+    )
+    max_turns: int | None = arg(
+        100,
+        "replies to regenerate, sampled by --seed ('all', or 0 for loss only)",
+        type=_turn_count,
+        metavar="N|all",
+    )
+    max_samples: int | None = arg(None, "use at most N dialogues (default: all)", metavar="N")
+    batch_size: int = arg(8, "batch for loss and replies", metavar="N")
+    cutoff_len: int = arg(
+        1024, "tokens per scored dialogue, and per prompt + reply, as in training", metavar="N"
+    )
+    max_new_tokens: int = arg(128, "longest reply", metavar="N")
+    temperature: float = arg(0.0, "0 = greedy, so two runs (and two models) compare", metavar="T")
+    repetition_penalty: float | None = arg(
+        None, "default: the Engine's, what chat uses (1.1)", metavar="P"
+    )
+    seed: int = arg(42, "picks the turns and seeds sampling", metavar="N")
+    samples: int = arg(5, "sample turns shown side by side in report.md", metavar="N")
+    device: str = arg("auto", "auto, cpu or cuda")
+    dtype: str = arg("auto", "auto, float32, bfloat16 or float16")
+    template: str | None = arg(None, "chat template override (default: the tokenizer's)")
+    system_prompt: str | None = arg(
+        None, "persona (default: the model's saved one)", metavar="TEXT"
+    )
+    progress: bool = arg(True, "progress bars")
 
     def __post_init__(self):
         for name in ("batch_size", "cutoff_len", "max_new_tokens"):
@@ -192,15 +214,6 @@ report.md shows a few sample turns (use --samples 0 to leave conversation text o
 nothing is logged."""
 
 
-def _turn_count(text: str) -> int | None:
-    if text == "all":
-        return None
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0 or 'all'")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Evaluate a model on held-out dialogues: loss and perplexity on assistant tokens, "
@@ -210,47 +223,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add = parser.add_argument
-    add("--model", metavar="MODEL", help="a name (smollm2), HF folder, .gguf or hub id (smollm2)")
-    add("--adapter", metavar="DIR", help="LoRA adapter folder to apply to --model")
-    add("--data", required=True, metavar="FILE", help="held-out dialogues, any `anxin data` format")
-    add("--compare", metavar="MODEL[:ADAPTER]", help="baseline to evaluate on the same turns")
-    add("--out", required=True, metavar="DIR", help="for report.md, metrics.json, metrics.png")
-    add(
-        "--max-turns",
-        type=_turn_count,
-        default=100,
-        metavar="N|all",
-        help="replies to regenerate, sampled by --seed (default 100; 0: loss only)",
-    )
-    add("--max-samples", type=int, metavar="N", help="use at most N dialogues (default: all)")
-    add("--batch-size", type=int, default=8, metavar="N", help="batch for loss and replies (8)")
-    add(
-        "--cutoff-len",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="tokens per scored dialogue, and per prompt + reply, as in training (1024)",
-    )
-    add("--max-new-tokens", type=int, default=128, metavar="N", help="longest reply (128)")
-    add("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
-    add("--repetition-penalty", type=float, metavar="P", help="default: the Engine's (1.1)")
-    add("--seed", type=int, default=42, metavar="N", help="picks the turns, seeds sampling (42)")
-    add("--samples", type=int, default=5, metavar="N", help="sample turns in report.md (5)")
-    add("--device", default="auto", help="auto, cpu or cuda")
-    add("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    add("--template", metavar="NAME", help="chat template override (default: the tokenizer's)")
-    add("--system-prompt", metavar="TEXT", help="persona (default: the model's saved one)")
-    add("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    add_flags(parser, EvalConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    fields = set(EvalConfig.__dataclass_fields__)
-    try:
-        cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    except ValueError as error:
-        print(f"anxin eval: error: {error}", file=sys.stderr)
-        return 2
+    cfg = from_flags(EvalConfig, args)
     metrics = run_eval(cfg)
     flats = {name: model["flat"] for name, model in metrics["models"].items()}
     print(plain_table(metric_table(flats)))

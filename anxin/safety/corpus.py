@@ -163,7 +163,9 @@ def cohen_kappa(pairs: list[tuple[str, str]]) -> float:
 def assemble(work: Path, out: Path, labeller: str) -> dict:
     samples = [json.loads(line) for line in (work / "samples.jsonl").open(encoding="utf-8")]
     labels = read_labels(sorted(work.glob("labels-*.jsonl")))
-    settled = read_labels([work / "adjudicated.jsonl"]) if (work / "adjudicated.jsonl").is_file() else {}
+    settled = (
+        read_labels([work / "adjudicated.jsonl"]) if (work / "adjudicated.jsonl").is_file() else {}
+    )
     missing = [s["id"] for s in samples if s["id"] not in labels]
     if missing:
         raise ValueError(f"{len(missing)} sampled messages have no label, e.g. {missing[:3]}")

@@ -12,13 +12,10 @@ import argparse
 import ipaddress
 from typing import TYPE_CHECKING
 
+from anxin.generation import SETTING_HELP, GenerationSettings, setting_defaults
+
 if TYPE_CHECKING:
     from anxin.engine import Engine
-
-# Mirrors GenerationSettings' defaults (engine.py) without importing the engine for --help.
-DEFAULTS = dict(
-    max_new_tokens=256, temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1, seed=None
-)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True) -> None:
@@ -59,35 +56,26 @@ def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True)
     )
     if upstream:
         add_upstream_arguments(parser)
-    sampling = parser.add_argument_group("sampling (a request may override them)")
-    default = " (default: %(default)s)"
-    sampling.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=DEFAULTS["max_new_tokens"],
-        help="longest reply in tokens" + default,
-    )
-    sampling.add_argument(
-        "--temperature",
-        type=float,
-        default=DEFAULTS["temperature"],
-        help="0 means greedy" + default,
-    )
-    sampling.add_argument("--top-p", type=float, default=DEFAULTS["top_p"], help=default[1:])
-    sampling.add_argument("--top-k", type=int, default=DEFAULTS["top_k"], help=default[1:])
-    sampling.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=DEFAULTS["repetition_penalty"],
-        help="above 1 discourages loops" + default,
-    )
-    sampling.add_argument("--seed", type=int, help="fix sampling for reproducible replies")
+    add_sampling_arguments(parser.add_argument_group("sampling (a request may override them)"))
     model.add_argument(
         "--language",
         choices=("zh", "en"),
         default="zh",
         help="language of the disclaimer and hotline panel (default: zh)",
     )
+
+
+def add_sampling_arguments(group) -> None:
+    """One flag per GenerationSettings field, with its default and help from one place."""
+    for name, default in setting_defaults().items():
+        kind = int if name in ("max_new_tokens", "top_k", "seed") else float
+        shown = f" (default: {default})" if default is not None else ""
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=default,
+            help=SETTING_HELP[name] + shown,
+        )
 
 
 def add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,17 +110,8 @@ def add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace):
-    from anxin.engine import GenerationSettings
-
-    return GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(**{name: getattr(args, name) for name in setting_defaults()})
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
@@ -143,21 +122,18 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
 
     settings = settings_from_args(args)
     if getattr(args, "upstream", None):
-        from anxin.models import ModelError
-        from anxin.serve.upstream import UpstreamBackend, UpstreamError
+        from anxin.backends.upstream import UpstreamBackend
 
-        try:
-            backend = UpstreamBackend.connect(
-                args.upstream,
-                model=args.upstream_model,
-                api_key=args.upstream_key or os.environ.get("ANXIN_UPSTREAM_KEY"),
-                timeout=args.upstream_timeout,
-                tokenizer=args.tokenizer,
-                context_length=args.context_length,
-                template=args.template,
-            )
-        except UpstreamError as error:  # one clear line from the CLI, not a traceback
-            raise ModelError(str(error)) from error
+        backend = UpstreamBackend.connect(
+            args.upstream,
+            model=args.upstream_model,
+            api_key=args.upstream_key or os.environ.get("ANXIN_UPSTREAM_KEY"),
+            timeout=args.upstream_timeout,
+            tokenizer=args.tokenizer,
+            context_length=args.context_length,
+            template=args.template,
+            allow_template_mismatch=args.allow_template_mismatch,
+        )
         persona = {"system_prompt": args.system} if args.system else {}
         return Engine(backend, settings=settings, **persona)
     return Engine.from_pretrained(

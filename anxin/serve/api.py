@@ -142,7 +142,7 @@ class GenerationJob:
 
 def as_api_error(error: BaseException) -> ApiError:
     from anxin.engine import ContextTooLong
-    from anxin.serve.upstream import UpstreamError
+    from anxin.errors import UpstreamError
 
     if isinstance(error, ApiError):
         return error

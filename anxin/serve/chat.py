@@ -19,8 +19,8 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from anxin.engine import ContextTooLong
+from anxin.errors import UpstreamError
 from anxin.serve import add_engine_arguments, engine_from_args
-from anxin.serve.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from anxin.engine import Engine

@@ -214,7 +214,8 @@ def validate(run: Run) -> dict | None:
 
 def generation_metrics(run: Run) -> dict:
     """Replies generated for validation turns through the Engine, scored as `anxin eval` does."""
-    from anxin.engine import Engine, TransformersBackend
+    from anxin.backends.hf import TransformersBackend
+    from anxin.engine import Engine
     from anxin.evaluate import evaluate_model
     from anxin.evaluate.report import flat_metrics
 
@@ -320,7 +321,8 @@ def ranks_agree(run: Run) -> dict | None:
 
 def write_run_card(run: Run, status: str, ddp: dict | None = None, result=None) -> None:
     """run.json: the resolved config, versions, seed, data hashes and machine of this run."""
-    from anxin.train.environment import describe_machine, versions
+    from anxin.machine import versions
+    from anxin.train.environment import describe_machine
 
     card = {
         "status": status,
@@ -334,7 +336,9 @@ def write_run_card(run: Run, status: str, ddp: dict | None = None, result=None) 
         "resumed_from": str(run.resume_from) if run.resume_from else None,
         "data": run.data_card,
         "machine": describe_machine(run.precision, run.threads, run.procs),
-        "versions": versions(),
+        "versions": versions(
+            ("anxin", "torch", "transformers", "peft", "trl", "accelerate", "deepspeed")
+        ),
     }
     if ddp is not None:
         card["ddp"] = ddp

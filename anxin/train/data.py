@@ -17,7 +17,7 @@ from pathlib import Path
 from anxin.atomic import atomic_path
 from anxin.data.registry import load_datasets
 from anxin.data.split import dataset_fingerprint, select_samples, split_validation
-from anxin.models import anxin_home
+from anxin.paths import tokenized_cache_dir
 from anxin.template import IGNORE_INDEX, render_conversation, template_fingerprint, with_system
 
 # Bump when the rendering changes in a way the cache key cannot see.
@@ -94,10 +94,6 @@ def cache_key(records: list[dict], tokenizer, cutoff_len: int) -> str:
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
-def cache_dir() -> Path:
-    return anxin_home() / "cache" / "tokenized"
-
-
 class TokenizedDataset:
     """Token ids and labels of many conversations, stored flat (cheap to save and load)."""
 
@@ -157,7 +153,7 @@ def tokenize(
 ) -> tuple[TokenizedDataset, TokenizeStats]:
     """Render every conversation (or load the cached result) for training."""
     key = cache_key(records, tokenizer, cutoff_len)
-    path = cache_dir() / f"{key}.pt"
+    path = tokenized_cache_dir() / f"{key}.pt"
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file() and not overwrite_cache:
         stats = TokenizeStats(**{**json.loads(meta_path.read_text()), "from_cache": True})

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 from dataclasses import dataclass
-from pathlib import Path
 
+from anxin import machine
 from anxin.config import ConfigError
-from anxin.models import cpu_has_bf16
+from anxin.machine import cpu_has_bf16, machine_facts
 from anxin.openmp import choose_wait_policy
 
 
@@ -112,24 +111,6 @@ def pick_precision(bf16: bool | str, fp16: bool) -> Precision:
     return Precision("fp32", "bf16: auto, float32: this CPU has no native bf16")
 
 
-def physical_cores() -> int:
-    """Physical cores this process may use (hyper-threads share one core's math units)."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return allowed or 1
-    cores, physical = set(), "0"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            physical = value.strip()
-        elif key == "core id":
-            cores.add((physical, value.strip()))
-    return max(1, min(len(cores) or allowed or 1, allowed or 1))
-
-
 def set_torch_threads(requested: int | None, procs: Processes) -> int:
     """Threads = physical cores shared among this machine's processes, unless told otherwise.
 
@@ -142,50 +123,19 @@ def set_torch_threads(requested: int | None, procs: Processes) -> int:
     elif os.environ.get("OMP_NUM_THREADS"):
         threads = int(os.environ["OMP_NUM_THREADS"])
     else:
-        threads = max(1, physical_cores() // procs.local_world_size)
+        threads = max(1, machine.physical_cores() // procs.local_world_size)
     torch.set_num_threads(threads)
     return threads
 
 
 def describe_machine(precision: Precision, threads: int, procs: Processes) -> dict:
     """What run.json records about where a run trained."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    machine = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "physical_cores": physical_cores(),
+    return {
+        **machine_facts(),
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "omp_wait_policy_why": choose_wait_policy(),
-        "cpu_native_bf16": cpu_has_bf16(),
         "precision": precision.mode,
         "precision_why": precision.why,
         "world_size": procs.world_size,
-        "cuda": torch.cuda.is_available(),
     }
-    if torch.cuda.is_available():
-        machine["gpu"] = torch.cuda.get_device_name(0)
-        machine["gpu_count"] = torch.cuda.device_count()
-    return machine
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("anxin", "torch", "transformers", "peft", "accelerate", "deepspeed"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return found

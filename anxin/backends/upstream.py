@@ -19,23 +19,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from anxin.engine import GenerationSettings, GenerationStats
+from anxin.backends.prompts import ChatPrompts
+from anxin.errors import UpstreamError, UpstreamTimeout
+from anxin.generation import GenerationSettings, GenerationStats
 
 DEFAULT_CONTEXT_LENGTH = 4096
 PASSED_THROUGH = (400, 429)  # upstream statuses that mean the same thing to our client
-
-
-class UpstreamError(RuntimeError):
-    """The upstream failed; `status` is what the API answers (502, or 400/429 passed on)."""
-
-    def __init__(self, message: str, status: int = 502):
-        super().__init__(message)
-        self.status = status
-
-
-class UpstreamTimeout(UpstreamError):
-    def __init__(self, message: str):
-        super().__init__(message, status=504)
 
 
 def api_base(url: str) -> str:
@@ -71,7 +60,7 @@ class UpstreamBackend:
         api_key: str | None = None,
         timeout: float = 60.0,
         context_length: int = DEFAULT_CONTEXT_LENGTH,
-        tokenizer=None,
+        prompts=None,
     ):
         import httpx
 
@@ -79,7 +68,7 @@ class UpstreamBackend:
         self.model = model
         self.timeout = timeout
         self.context_length = context_length
-        self.tokenizer = tokenizer
+        self.prompts = prompts  # ChatPrompts when a tokenizer was given: exact token counts
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # `read` bounds the wait for each next piece, so a slow but steady stream is fine and a
         # stalled upstream is noticed; connecting gets a shorter bound of its own.
@@ -97,11 +86,16 @@ class UpstreamBackend:
         tokenizer: str | None = None,
         context_length: int | None = None,
         template: str | None = None,
+        allow_template_mismatch: bool = False,
     ) -> UpstreamBackend:
         """Ask the upstream which model it serves (and its context window) unless told."""
         backend = cls(url, model or "", api_key=api_key, timeout=timeout)
         if tokenizer:
-            backend.tokenizer = _load_tokenizer(tokenizer, template)
+            from anxin.models import load_tokenizer
+
+            backend.prompts = ChatPrompts.prepare(
+                load_tokenizer(tokenizer), template, tokenizer, allow_template_mismatch
+            )
         try:
             cards = backend.list_models()
         except UpstreamError as error:
@@ -125,11 +119,9 @@ class UpstreamBackend:
     # --- the Backend protocol -------------------------------------------------------------
 
     def count_tokens(self, messages: list[dict]) -> int:
-        if self.tokenizer is None:
+        if self.prompts is None:
             return estimate_tokens(messages)
-        from anxin.template import render_prompt
-
-        return len(render_prompt(self.tokenizer, messages))
+        return self.prompts.count_tokens(messages)
 
     def stream(
         self,
@@ -180,7 +172,7 @@ class UpstreamBackend:
         stats.finish_reason = _finish_reason(choice.get("finish_reason") or "stop")
         if not _read_usage(body, stats):
             stats.completion_tokens = estimate_text_tokens(text)
-        return text.strip(), stats
+        return text, stats
 
     def generate_batch(
         self, conversations: list[list[dict]], settings: GenerationSettings
@@ -285,12 +277,3 @@ def _context_length(card: dict | None) -> int | None:
         return None
     value = card.get("max_model_len") or (card.get("meta") or {}).get("n_ctx_train")
     return int(value) if value else None
-
-
-def _load_tokenizer(folder: str, template: str | None):
-    from anxin.models import load_tokenizer
-    from anxin.template import apply_template
-
-    tokenizer = load_tokenizer(folder)
-    apply_template(tokenizer, template)
-    return tokenizer
