@@ -1,8 +1,8 @@
 """`anxin merge`: fold a LoRA adapter into its base and save a standalone model.
 
-peft's `merge_and_unload` does the arithmetic; this module loads the pair, checks the template,
-and writes safetensors + the tokenizer that carries the training chat template + the template
-card, atomically, so a crash never leaves a folder that looks complete.
+peft's `merge_and_unload` does the arithmetic (in float32, then cast); this module loads the
+pair and writes safetensors + the adapter's tokenizer (it carries the training chat template) +
+the template card, atomically, so a crash never leaves a folder that looks complete.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def merge_adapter(model: str, adapter: str, out: str | Path, dtype: str = "float
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from anxin.models import ModelError, load_tokenizer, resolve_model
+    from anxin.errors import ModelError
+    from anxin.models import load_tokenizer, resolve_model
     from anxin.template import TEMPLATE_CARD, read_template_card
 
     if not (Path(adapter) / "adapter_config.json").is_file():

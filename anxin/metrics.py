@@ -122,12 +122,6 @@ def dominant_script(text: str) -> str | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def cjk_share(text: str) -> float | None:
-    """The share of letters that are CJK characters; None when the text has no letters."""
-    scripts = [s for s in map(_script, text) if s]
-    return scripts.count("cjk") / len(scripts) if scripts else None
-
-
 def is_wrong_language(prediction: str, reference: str) -> bool:
     """The reply is mostly in another script than the reference (Chinese asked, English given).
 

@@ -141,8 +141,14 @@ def test_entry_errors_name_the_key(entry, message):
         check_entry("d", entry, Path("dataset_info.json"))
 
 
-def test_split_train_and_file_sha1_are_accepted():
-    check_entry("d", {"file_name": "a.json", "split": "train", "file_sha1": "abc"}, Path("x"))
+def test_split_train_and_file_sha1_are_accepted_and_other_splits_are_not(dataset_dir):
+    # LLaMA-Factory writes these two keys; anxin reads the file as it is.
+    entry = {**canonical_entry("messages.jsonl"), "split": "train", "file_sha1": "abc"}
+    register_dataset(dataset_dir, "plain", canonical_entry("messages.jsonl"))
+    register_dataset(dataset_dir, "with_split", entry)
+    assert load_datasets("with_split", dataset_dir) == load_datasets("plain", dataset_dir)
+    with pytest.raises(DataError, match="with_split.split: not supported"):
+        check_entry("with_split", {**entry, "split": "validation"}, Path("x"))
 
 
 def test_names_with_commas_are_refused(dataset_dir):

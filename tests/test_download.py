@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from anxin.data import download
-from anxin.data.download import CORPORA, DownloadError, OfflineError, download_corpus
+from anxin.data import corpora, download
+from anxin.data.corpora import CORPORA
+from anxin.data.download import download_corpus
 from anxin.data.registry import canonical_entry
+from anxin.errors import DownloadError, OfflineError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "download"
 TREES = {"smilechat": "smile", "cpsycound": "cpsycoun", "emollm": "emollm"}
@@ -464,13 +466,13 @@ def test_help_teaches_with_examples():
 
 def test_urls_follow_github_layouts():
     smile = CORPORA["smilechat"]
-    assert download.archive_url(smile, "main", None) == (
+    assert corpora.archive_url(smile, "main", None) == (
         "https://codeload.github.com/qiuhuachuan/smile/tar.gz/refs/heads/main"
     )
     sha = "a" * 40
     assert (
-        download.archive_url(smile, sha, "http://m/") == f"http://m/qiuhuachuan/smile/tar.gz/{sha}"
+        corpora.archive_url(smile, sha, "http://m/") == f"http://m/qiuhuachuan/smile/tar.gz/{sha}"
     )
-    assert download.raw_url(CORPORA["emollm"], "main", "data.json", None) == (
+    assert corpora.raw_url(CORPORA["emollm"], "main", "data.json", None) == (
         "https://raw.githubusercontent.com/SmartFlowAI/EmoLLM/main/datasets/data.json"
     )

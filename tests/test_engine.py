@@ -219,3 +219,30 @@ def test_a_single_message_longer_than_the_window_is_refused():
     assert backend.prompts == []
     # A crisis message is answered even when it is too long for the model.
     assert engine.chat(user("我不想活了" + "。" * 200)).safety.action == "crisis_response"
+
+
+def test_streaming_decodes_a_short_window_per_token(tiny_backend, monkeypatch):
+    """The transformers streamer once decoded the whole reply again for every token."""
+    decoded = []
+    real_decode = tiny_backend.tokenizer.decode
+    monkeypatch.setattr(
+        tiny_backend.tokenizer,
+        "decode",
+        lambda ids, **kw: decoded.append(len(ids)) or real_decode(ids, **kw),
+    )
+    settings = GenerationSettings(max_new_tokens=120, **GREEDY)
+    stats = GenerationStats()
+    prompt = [{"role": "user", "content": "我最近压力很大"}]
+    text = "".join(tiny_backend.stream(prompt, settings, stats))
+    assert stats.completion_tokens > 40 and text
+    assert max(decoded) <= 8
+
+
+def test_replies_are_trimmed_alike_in_chat_stream_and_batch():
+    # Backends hand back text as generated, whitespace and all; the Engine tidies it once.
+    engine = Engine(ScriptedBackend("\n  你好，我在听。\n\n说说看？ \n\n"), system_prompt="persona")
+    messages = [{"role": "user", "content": "今天有点烦"}]
+    streamed = "".join(chunk.delta for chunk in engine.stream(messages))
+    chatted = engine.chat(messages).text
+    (batched,) = engine.chat_batch([messages])
+    assert streamed == chatted == batched.text == "你好，我在听。\n\n说说看？"

@@ -11,34 +11,13 @@ import pytest
 from anxin.backends.llamacpp import LlamaCppBackend, folder_fingerprint
 from anxin.engine import Engine
 from anxin.errors import ModelError
-from anxin.generation import GenerationSettings, GenerationStats, IncrementalDetokenizer
+from anxin.generation import GenerationSettings, GenerationStats
 
 GREEDY = GenerationSettings(max_new_tokens=20, temperature=0, repetition_penalty=1.0)
 CHAT = [
     {"role": "system", "content": "You are kind."},
     {"role": "user", "content": "我最近压力很大。"},
 ]
-
-
-def test_detokenizer_streams_whole_characters(tiny_tokenizer):
-    text = "谢谢你愿意听我说，晚安。 It makes sense to feel anxious."
-    ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
-    stream = IncrementalDetokenizer(tiny_tokenizer)
-    deltas = [stream.add(token) for token in ids] + [stream.finish()]
-    assert "".join(deltas) == text
-    assert not any("\ufffd" in delta for delta in deltas)
-    assert "" in deltas  # some ids completed no character and were held back
-
-
-def test_detokenizer_drops_a_dangling_partial_character(tiny_tokenizer):
-    ids = tiny_tokenizer("好", add_special_tokens=False)["input_ids"]
-    if len(ids) == 1:  # "好" is one token here: cut it from its byte pieces instead
-        ids = tiny_tokenizer.convert_tokens_to_ids(
-            list(tiny_tokenizer.convert_ids_to_tokens(ids)[0])
-        )
-    stream = IncrementalDetokenizer(tiny_tokenizer)
-    assert [stream.add(token) for token in ids[:-1]] == [""] * (len(ids) - 1)
-    assert stream.finish() == ""
 
 
 def test_fingerprint_follows_the_files(tmp_path):

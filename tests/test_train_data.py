@@ -11,7 +11,7 @@ from test_train import make_toy_dataset
 
 from anxin.template import DEFAULT_SYSTEM_PROMPT, IGNORE_INDEX, apply_template
 from anxin.train import checkpoints, load_train_config
-from anxin.train.data import PadToLongest, TokenizedDataset, load_conversations, tokenize
+from anxin.train.data import PaddedBatches, TokenizedDataset, load_conversations, tokenize
 
 
 def data_args(folder: Path, *pairs: str):
@@ -92,8 +92,9 @@ def test_long_conversations_lose_oldest_turns_not_the_answer(tiny_tokenizer):
     assert tail.rstrip().endswith("What worries you most? (11)<|im_end|>")
 
 
-def test_batches_pad_to_their_longest_and_a_batch_of_one_not_at_all():
-    collate = PadToLongest(pad_token_id=2)
+def test_batches_pad_to_their_longest_and_a_batch_of_one_not_at_all(tiny_tokenizer):
+    assert tiny_tokenizer.pad_token_id == 2
+    collate = PaddedBatches(tiny_tokenizer)
     short = {"input_ids": [5, 6], "labels": [IGNORE_INDEX, 6]}
     long = {"input_ids": [7, 8, 9, 2], "labels": [IGNORE_INDEX, 8, 9, 2]}
     batch = collate([short, long])
@@ -106,7 +107,7 @@ def test_batches_pad_to_their_longest_and_a_batch_of_one_not_at_all():
     single = collate([long])
     assert single["input_ids"].shape == (1, 4)  # no padding
     assert single["labels"][0, -1] == 2  # the eos/pad id is trained when it ends an answer
-    rounded = PadToLongest(pad_token_id=2, multiple_of=3)([long])
+    rounded = PaddedBatches(tiny_tokenizer, multiple_of=3)([long])
     assert rounded["input_ids"].tolist() == [[7, 8, 9, 2, 2, 2]]
     assert rounded["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0]]
     assert rounded["labels"].tolist() == [[*long["labels"], IGNORE_INDEX, IGNORE_INDEX]]
@@ -174,7 +175,7 @@ def test_prepare_output_dir_on_resume(tmp_path, resume):
 
 
 @pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing")
-def test_logits_only_where_trained_give_the_same_loss(tiny_model_dir):
+def test_logits_only_where_trained_give_the_same_loss(tiny_model_dir, tiny_tokenizer):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -188,15 +189,16 @@ def test_logits_only_where_trained_give_the_same_loss(tiny_model_dir):
         {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE_INDEX, IGNORE_INDEX, 7, 8, 9]},
         {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
     ]
-    lean = PadToLongest(2, trained_logits_only=True)(features)
+    tokenizer = tiny_tokenizer
+    lean = PaddedBatches(tokenizer, trained_logits_only=True)(features)
     assert lean["logits_to_keep"].tolist() == [
         [False, True, True, True, False],
         [True, True, False, False, False],
     ]
     assert lean["shift_labels"].tolist() == [7, 8, 9, 6, 7]
-    padded = PadToLongest(2, trained_logits_only=True, multiple_of=8)(features)
+    padded = PaddedBatches(tokenizer, trained_logits_only=True, multiple_of=8)(features)
     with torch.no_grad():
-        full_loss = model(**PadToLongest(2)(features)).loss
+        full_loss = model(**PaddedBatches(tokenizer)(features)).loss
         lean_output = model(**lean)
         padded_loss = model(**padded).loss
     assert lean_output.logits.shape[0] == 5  # five rows of vocabulary logits, not 2 × 5

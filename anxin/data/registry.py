@@ -19,8 +19,9 @@ from typing import Any
 
 from anxin.atomic import write_json
 from anxin.data.readers import READERS, REPAIR_BY_DEFAULT
-from anxin.data.record import CheckReport, DataError, check_records
+from anxin.data.record import CheckReport, check_records
 from anxin.data.split import oversample
+from anxin.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,9 @@ class ModelRun:
 def load_dialogues(path: str, max_samples: int | None = None, seed: int = 42) -> list[dict]:
     """Validated dialogues from any format `anxin data` reads (errors name FILE:LINE: field)."""
     from anxin.data.readers import read_records
-    from anxin.data.record import DataError, check_records
+    from anxin.data.record import check_records
     from anxin.data.split import select_samples
+    from anxin.errors import DataError
 
     records, _ = check_records(read_records(path), repair=True)
     if not records:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from anxin.atomic import write_json, write_jsonl
-from anxin.config import ConfigError, describe_config, flatten
+from anxin.config import describe_config, flatten
+from anxin.errors import ConfigError
 from anxin.openmp import choose_wait_policy
 from anxin.train.config import TrainConfig, load_train_config
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from anxin.config import ConfigError
+from anxin.errors import ConfigError
 from anxin.train.config import TrainConfig
 
 
@@ -160,7 +160,7 @@ def build_trainer(cfg, args, model, tokenizer, template_name, datasets, resume_f
 
     from anxin.template import save_template_card
     from anxin.train.callbacks import CheckpointCompletion, ReturnFreedMemory, TrainerLog
-    from anxin.train.data import LENGTH_MULTIPLE, PadToLongest, accepts_trained_logits_only
+    from anxin.train.data import LENGTH_MULTIPLE, PaddedBatches, accepts_trained_logits_only
 
     train_set, val_set = datasets
     elapsed_before = _elapsed_at(cfg, resume_from)
@@ -174,9 +174,7 @@ def build_trainer(cfg, args, model, tokenizer, template_name, datasets, resume_f
         args=args,
         train_dataset=train_set,
         eval_dataset=val_set.sorted_by_length() if len(val_set) else None,
-        data_collator=PadToLongest(
-            tokenizer.pad_token_id, accepts_trained_logits_only(model), LENGTH_MULTIPLE
-        ),
+        data_collator=PaddedBatches(tokenizer, accepts_trained_logits_only(model), LENGTH_MULTIPLE),
         processing_class=tokenizer,
         callbacks=[
             CheckpointCompletion(cfg.output.save_total_limit, extras=template_card),

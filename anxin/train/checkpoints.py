@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from anxin.atomic import write_json, write_jsonl
-from anxin.config import ConfigError
+from anxin.errors import ConfigError
 
 COMPLETE_MARK = "anxin_checkpoint.json"
 TRAINER_LOG = "trainer_log.jsonl"

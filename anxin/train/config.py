@@ -310,10 +310,6 @@ class TrainConfig:
                 f"multiple of eval_steps ({self.eval.eval_steps})"
             )
 
-    @property
-    def evaluates_during_training(self) -> bool:
-        return self.data.has_validation and self.eval.eval_strategy != "no"
-
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """YAML file (LLaMA-Factory keys), then `key=value` overrides, into a checked TrainConfig."""

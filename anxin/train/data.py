@@ -3,8 +3,9 @@
 Each conversation is rendered with the one chat template (`anxin.template.render_conversation`)
 so labels are -100 everywhere but on assistant answers. The result is cached under
 `$ANXIN_HOME/cache/tokenized/`, keyed by the data fingerprint, the template, the tokenizer and
-cutoff_len, so a second run (or a resumed one) starts training at once. Batches are padded to
-their own longest conversation; a batch of one is never padded.
+cutoff_len, so a second run (or a resumed one) starts training at once. Batches are padded on
+the right to their longest conversation, rounded up to a multiple of 64 tokens (see
+LENGTH_MULTIPLE for why).
 """
 
 from __future__ import annotations
@@ -202,12 +203,12 @@ def _render_all(records, tokenizer, cutoff_len) -> tuple[TokenizedDataset, Token
 LENGTH_MULTIPLE = 64
 
 
-class PadToLongest:
-    """Collate conversations into a batch padded to its own longest one (right padding),
-    rounded up to `multiple_of` tokens.
+class PaddedBatches:
+    """Collate conversations into a right-padded batch, rounded up to `multiple_of` tokens.
 
-    Padding positions get attention_mask 0 and label -100; the pad id itself never decides a
-    label (pad == eos in many tokenizers, and eos must be trained).
+    The padding itself is transformers' `DataCollatorForSeq2Seq`: attention_mask 0 and label
+    -100 on padding positions, so the pad id never decides a label (pad == eos in many
+    tokenizers, and eos must be trained).
 
     With `trained_logits_only`, the batch also says which positions predict a trained token
     (`logits_to_keep`, a boolean mask) and their targets (`shift_labels`), so the model runs its
@@ -216,26 +217,25 @@ class PadToLongest:
     the loss is the same.
     """
 
-    def __init__(self, pad_token_id: int, trained_logits_only: bool = False, multiple_of: int = 1):
-        self.pad_token_id = pad_token_id
+    def __init__(self, tokenizer, trained_logits_only: bool = False, multiple_of: int = 1):
+        from transformers import DataCollatorForSeq2Seq
+
+        tokenizer.padding_side = "right"  # training pads on the right; generation pads itself
+        self.pad = DataCollatorForSeq2Seq(
+            tokenizer,
+            padding=True,
+            pad_to_multiple_of=multiple_of if multiple_of > 1 else None,
+            label_pad_token_id=IGNORE_INDEX,
+            return_tensors="pt",
+        )
         self.trained_logits_only = trained_logits_only
-        self.multiple_of = multiple_of
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        longest = max(len(f["input_ids"]) for f in features)
-        longest = -(-longest // self.multiple_of) * self.multiple_of
-        batch = {
-            "input_ids": torch.full((len(features), longest), self.pad_token_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(features), longest), dtype=torch.long),
-            "labels": torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long),
-        }
-        for row, feature in enumerate(features):
-            length = len(feature["input_ids"])
-            batch["input_ids"][row, :length] = torch.as_tensor(feature["input_ids"])
-            batch["attention_mask"][row, :length] = 1
-            batch["labels"][row, :length] = torch.as_tensor(feature["labels"])
+        lists = [{k: [int(t) for t in v] for k, v in f.items()} for f in features]
+        batch = dict(self.pad(lists))
+        batch = {k: v.to(torch.long) for k, v in batch.items()}
         if self.trained_logits_only:
             # Position i predicts token i + 1.
             targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)

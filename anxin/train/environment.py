@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from anxin import machine
-from anxin.config import ConfigError
+from anxin.errors import ConfigError
 from anxin.machine import cpu_has_bf16, machine_facts
 from anxin.openmp import choose_wait_policy
 
