@@ -27,6 +27,7 @@ Writes bench/results/chat_latency.json (every run, plus machine facts) and chat_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -208,7 +209,7 @@ def build_config(name: str, model: str, threads: int):
     persona = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
 
     def run(messages, max_new):
-        prompt = render_prompt(cpp.tokenizer, persona + messages)
+        prompt = render_prompt(cpp.prompts.tokenizer, persona + messages)
         return run_llama_cpp(llm, set(cpp.prompts.stop_ids), prompt, max_new)
 
     def close():
@@ -229,39 +230,65 @@ def config_worker(name: str, model: str, threads: int, torch_threads: int | None
         import torch
 
         torch.set_num_threads(torch_threads)
-    run, reset_cache, close = build_config(name, model, threads)
-    reset_cache()
-    run(conversation(1), 4)  # warm-up: first calls pay one-off costs
-    conn.send("ready")
+    try:
+        run, reset_cache, close = build_config(name, model, threads)
+        reset_cache()
+        run(conversation(1), 4)  # warm-up: first calls pay one-off costs
+    except Exception as error:  # a missing llama-cpp-python, a model that does not load
+        conn.send(("skipped", f"{type(error).__name__}: {error}".splitlines()[0][:300]))
+        return
+    conn.send(("ready", None))
     while (request := conn.recv()) is not None:
         action, *args = request
         conn.send(reset_cache() if action == "reset" else run(*args))
     close()
 
 
-def start_configs(model: str, threads: int, torch_threads: int | None) -> tuple[dict, list]:
+def start_configs(
+    model: str, threads: int, torch_threads: int | None, timeout: float
+) -> tuple[dict, list, dict]:
     """name -> (run, reset_cache) proxies to one worker process per configuration, started one
-    after another so that their loading does not overlap."""
+    after another so that their loading does not overlap. A configuration that cannot start (a
+    missing dependency) or does not answer within `timeout` seconds is skipped, with the reason.
+    """
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    configs, processes = {}, []
+    configs, processes, skipped = {}, [], {}
     for name in config_names(model):
         parent, child = context.Pipe()
         process = context.Process(
             target=config_worker, args=(name, model, threads, torch_threads, child), daemon=True
         )
         process.start()
-        if parent.recv() != "ready":
-            raise RuntimeError(f"{name}: the worker did not start")
+        try:
+            status, reason = _receive(parent, process, timeout)
+        except TimeoutError as error:
+            status, reason = "skipped", str(error)
+        if status != "ready":
+            print(f"skipping {name}: {reason}", file=sys.stderr)
+            skipped[name] = reason
+            process.kill()
+            continue
 
-        def ask(*request, conn=parent):
+        def ask(*request, conn=parent, process=process):
             conn.send(request)
-            return conn.recv()
+            return _receive(conn, process, timeout)
 
         configs[name] = (lambda m, n, ask=ask: ask("run", m, n)), (lambda ask=ask: ask("reset"))
         processes.append((process, parent))
-    return configs, processes
+    return configs, processes, skipped
+
+
+def _receive(conn, process, timeout: float):
+    """The worker's next message; a worker that died or went silent raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while not conn.poll(1.0):
+        if not process.is_alive():
+            raise TimeoutError(f"the worker exited (code {process.exitcode})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no answer within {timeout:g} s")
+    return conn.recv()
 
 
 SCENARIOS = {
@@ -272,23 +299,28 @@ SCENARIOS = {
 }
 
 
-def run_all(configs: dict, repeats: int, max_new: int) -> list[dict]:
-    runs = []
+def run_all(configs: dict, repeats: int, max_new: int, runs: list[dict]) -> None:
+    """Append every run to `runs` as it finishes (the caller writes them even if this stops);
+    a configuration that fails mid-way is dropped from the remaining rounds."""
     for repeat in range(repeats):
         for scenario, (turns, warm) in SCENARIOS.items():
-            for name, (run, reset_cache) in configs.items():
-                reset_cache()
-                if warm:  # the previous turn, as a chat would have just answered it
-                    run(conversation(turns)[:-2], 1)
-                result = run(conversation(turns), max_new)
+            for name, (run, reset_cache) in list(configs.items()):
+                try:
+                    reset_cache()
+                    if warm:  # the previous turn, as a chat would have just answered it
+                        run(conversation(turns)[:-2], 1)
+                    result = run(conversation(turns), max_new)
+                except TimeoutError as error:
+                    print(f"{name}: {error}; dropped", file=sys.stderr)
+                    del configs[name]
+                    continue
                 runs.append({"config": name, "scenario": scenario, "repeat": repeat, **result})
                 print(
                     f"{scenario:13s} {name:24s} ttft {result['ttft_s']:.3f} s  "
-                    f"decode {result['decode_tok_s']} tok/s  "
+                    f"shown {result['first_shown_s']} s  decode {result['decode_tok_s']} tok/s  "
                     f"({result['prompt_tokens']}+{result['completion_tokens']} tokens)",
                     file=sys.stderr,
                 )
-    return runs
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -296,15 +328,20 @@ def summarise(runs: list[dict]) -> dict:
     table: dict = {}
     for run in runs:
         cell = table.setdefault(run["scenario"], {}).setdefault(
-            run["config"], {"ttft": [], "tps": []}
+            run["config"], {"ttft": [], "tps": [], "shown": []}
         )
         cell["ttft"].append(run["ttft_s"])
+        if run.get("first_shown_s"):
+            cell["shown"].append(run["first_shown_s"])
         if run["decode_tok_s"]:
             cell["tps"].append(run["decode_tok_s"])
     return {
         scenario: {
             config: {
                 "ttft_s": round(statistics.median(cell["ttft"]), 3),
+                "first_shown_s": (
+                    round(statistics.median(cell["shown"]), 3) if cell["shown"] else None
+                ),
                 "decode_tok_s": round(statistics.median(cell["tps"]), 1) if cell["tps"] else None,
             }
             for config, cell in configs.items()
@@ -317,7 +354,7 @@ def ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}" if value and reference else "-"
 
 
-def markdown(summary: dict, facts: dict) -> str:
+def markdown(summary: dict, facts: dict, skipped: dict | None = None) -> str:
     """One row per (scenario, config): medians, and ratios to llama.cpp on the same GGUF file
     and on the original Q4_1 file (when the model has one)."""
     lines = [
@@ -328,24 +365,28 @@ def markdown(summary: dict, facts: dict) -> str:
         f"({facts['torch_threads']} threads), llama-cpp-python {facts['llama_cpp_python']} "
         f"({facts['threads']} threads), load average at start {facts['load_average']}.",
         "",
-        "| scenario | config | TTFT s | decode tok/s "
+        "| scenario | config | TTFT s | first shown s | decode tok/s "
         "| TTFT ÷ same-file llama.cpp | decode ÷ same-file | TTFT ÷ Q4_1 llama.cpp | decode ÷ Q4_1 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, configs in summary.items():
         same = configs.get("llama-cpp-python", {})
         q4 = next((c for name, c in configs.items() if name.startswith("llama-cpp-python ")), {})
         for config, cell in configs.items():
             ttft, tps = cell["ttft_s"], cell["decode_tok_s"]
+            shown = cell.get("first_shown_s")
             lines.append(
-                f"| {scenario} | {config} | {ttft:.3f} | {tps} "
+                f"| {scenario} | {config} | {ttft:.3f} | {shown if shown else '-'} | {tps} "
                 f"| {ratio(ttft, same.get('ttft_s'))} | {ratio(tps, same.get('decode_tok_s'))} "
                 f"| {ratio(ttft, q4.get('ttft_s'))} | {ratio(tps, q4.get('decode_tok_s'))} |"
             )
+    for name, reason in (skipped or {}).items():
+        lines.append(f"\nSkipped {name}: {reason}")
     lines += [
         "",
-        "TTFT: from the call to the first token's text (inside the Engine, before the safety "
-        "layer holds text back to whole sentences). Decode: (tokens - 1) / (end - first token).",
+        "TTFT: from the call to the first token's text, inside the Engine. First shown: from the "
+        "call to the first text the care layer releases (what a person sees first). Decode: "
+        "(tokens - 1) / (end - first token).",
         "`warm`: the previous turn was answered just before, so a backend that keeps its KV "
         "cache evaluates only the new messages.",
     ]
@@ -385,22 +426,37 @@ def main() -> int:
     )
     parser.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=600,
+        help="seconds a configuration may take to load or answer before it is skipped",
+    )
     args = parser.parse_args()
     from anxin.backends.llamacpp import default_threads
 
     threads = args.threads or default_threads()
     facts = machine_facts(args, threads)
-    configs, processes = start_configs(args.model, threads, args.torch_threads)
-    runs = run_all(configs, args.repeats, args.max_new_tokens)
-    summary = summarise(runs)
-    write_json(args.out / "chat_latency.json", {"machine": facts, "summary": summary, "runs": runs})
-    table = markdown(summary, facts)
-    write_text(args.out / "chat_latency.md", table)
-    print(table)
-    for process, conn in processes:
-        conn.send(None)
-        process.join(timeout=30)
-    return 0
+    configs, processes, skipped = start_configs(
+        args.model, threads, args.torch_threads, args.worker_timeout
+    )
+    runs: list[dict] = []
+    try:
+        run_all(configs, args.repeats, args.max_new_tokens, runs)
+    finally:  # whatever was measured is written, even after Ctrl-C or a failure
+        summary = summarise(runs)
+        report = {"machine": facts, "summary": summary, "skipped": skipped, "runs": runs}
+        write_json(args.out / "chat_latency.json", report)
+        table = markdown(summary, facts, skipped)
+        write_text(args.out / "chat_latency.md", table)
+        print(table)
+        for process, conn in processes:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    return 0 if runs else 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     machine_facts()            CPU model and flags, cores, load, torch and Python versions
     matmul_ceiling()           best GFLOP/s of a large torch matmul, fp32 and bf16
+    lora_training_flops()      model FLOPs of LoRA training on dialogues of given lengths
     run_measured(cmd, ...)     run a command as a child process: wall time and peak memory
 
 Peak memory is measured two ways, because each misses something: the kernel's high-water mark
@@ -21,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MIB = 1024 * 1024
+
+
+def anxin_environment() -> dict[str, str]:
+    """A child `python -m anxin` run's environment: offline, quiet tokenizers."""
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
 
 def machine_facts() -> dict:
@@ -56,6 +62,25 @@ def matmul_ceiling(
                 best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
         result[f"{name}_gflops"] = round(best, 1)
     return result
+
+
+def lora_training_flops(config: dict, lengths: list[int]) -> float:
+    """Model FLOPs to train LoRA on dialogues of these lengths (one forward and backward each).
+
+    Frozen weights need no weight gradients, so every linear layer (the tied output head
+    included) costs 2 FLOP per parameter forward and 2 backward: 4 × N per token. Attention
+    scores (QKᵀ and AV) cost 4·d·T² per layer forward and twice that backward: 12·L·d·T² per
+    dialogue, counted over the full square as in PaLM's utilisation figure (causal kernels may
+    skip half). The adapters themselves (r = 8) add well under 1 % and are left out.
+    """
+    d, layers = config["hidden_size"], config["num_hidden_layers"]
+    head_dim = config.get("head_dim") or d // config["num_attention_heads"]
+    q_out = config["num_attention_heads"] * head_dim
+    kv_out = config.get("num_key_value_heads", config["num_attention_heads"]) * head_dim
+    per_layer = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * config["intermediate_size"]
+    n_matmul = layers * per_layer + config["vocab_size"] * d  # + the output head
+    tokens = sum(lengths)
+    return 4 * n_matmul * tokens + 12 * layers * q_out * sum(t * t for t in lengths)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 train`, on the same model, data and LoRA recipe.
 
     .venv/bin/python -m bench.train_throughput                 # 2 rounds × 10 steps (~15 min)
-    .venv/bin/python -m bench.train_throughput --rounds 3 --readme
+    .venv/bin/python -m bench.train_throughput --rounds 3
 
 What is the same for both tools:
   model   the embedded SmolLM2-135M-Instruct HF folder (`anxin.models.pull_model("smollm2")`)
@@ -21,39 +21,38 @@ Runs alternate A B A B ... in fresh processes. Per run: tokens per second (all t
 assistant tokens, counted once with anxin's renderer for both, over each tool's own
 train_runtime), seconds per optimizer step, evaluation seconds, peak RSS, final train and eval
 loss, and the model FLOP/s achieved as a fraction of this machine's matmul ceiling. Results go to
-bench/results/train_throughput.{json,md}; `--readme` also puts the table into bench/README.md.
+bench/results/train_throughput.{json,md} (with the machine's CPU flags: compare only runs of one
+report, side by side).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from anxin.atomic import write_json, write_text
-from bench.common import machine_facts, matmul_ceiling, run_measured
+from bench.common import (
+    anxin_environment,
+    lora_training_flops,
+    machine_facts,
+    matmul_ceiling,
+    run_measured,
+)
+from bench.llamafactory import LF_CLI, LF_VERSION, ensure_llamafactory, lf_environment, lf_settings
+from bench.slices import Slice, make_slice, register_slice
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-LF_VENV = ROOT / "bench" / ".venv-llamafactory"
-LF_VERSION = "0.9.5"
-TORCH_PIN = "torch==2.13.0"  # the CPU wheel; a plain `pip install llamafactory` pulls CUDA torch
-SMILECHAT = ROOT.parent / "shared" / "data" / "smilechat"
-SAMPLE = ROOT / "data" / "anxin_sample.jsonl"
 WORK = ROOT / "saves" / "bench_train_throughput"  # saves/ is git-ignored
-README = ROOT / "bench" / "README.md"
-MARKERS = ("<!-- train -->", "<!-- /train -->")
 
 # The recipe both tools run. Keys are LLaMA-Factory's, which anxin accepts as they are.
 RECIPE = {
@@ -85,177 +84,6 @@ ANXIN_ONLY: dict = {}
 LF_ONLY = {"do_eval": True, "use_cpu": True}
 
 TOOLS = ("anxin", "llamafactory")
-
-
-# --- the LLaMA-Factory venv -----------------------------------------------------------------
-
-
-def ensure_llamafactory(venv: Path = LF_VENV) -> Path:
-    """Create bench/.venv-llamafactory once (a few minutes); return its llamafactory-cli."""
-    cli = venv / "bin" / "llamafactory-cli"
-    stamp = venv / ".bench-installed"
-    if cli.is_file() and stamp.is_file():
-        return cli
-    print(f"installing LLaMA-Factory {LF_VERSION} into {venv} (minutes) ...", file=sys.stderr)
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, TORCH_PIN], check=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pin:
-        pin.write(TORCH_PIN + "\n")
-    try:
-        subprocess.run([*pip, "-c", pin.name, f"llamafactory=={LF_VERSION}"], check=True)
-    finally:
-        os.unlink(pin.name)
-    # Their PyPI wheels are built for CUDA torch and break `import llamafactory` on CPU torch.
-    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio"])
-    _stub_torchaudio(python)
-    stamp.write_text(f"llamafactory=={LF_VERSION} {TORCH_PIN}\n")
-    return cli
-
-
-def _stub_torchaudio(python: Path) -> None:
-    """An empty torchaudio: LLaMA-Factory's data/mm_plugin.py imports it even for text data."""
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    stub = Path(site) / "torchaudio"
-    stub.mkdir(exist_ok=True)
-    (stub / "__init__.py").write_text('"""Empty stand-in (audio is never used here)."""\n')
-
-
-def lf_environment(venv: Path = LF_VENV) -> dict[str, str]:
-    """The child's environment: LLaMA-Factory's venv first, offline, no telemetry."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", WANDB_DISABLED="true")
-    return env
-
-
-def anxin_environment() -> dict[str, str]:
-    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-
-
-# --- the data slice ---------------------------------------------------------------------------
-
-
-@dataclass
-class Slice:
-    """The dialogues both tools train and evaluate on, and their token counts (anxin's renderer)."""
-
-    source: str
-    train: list[dict]
-    validation: list[dict]
-    tokens: int = 0  # every token of the training dialogues
-    assistant_tokens: int = 0  # tokens with a label (assistant answers and their end-of-turn)
-    lengths: list[int] = field(default_factory=list)  # per training dialogue, for FLOP counts
-
-
-def read_source(work: Path) -> tuple[str, list[dict]]:
-    """SmileChat converted with `anxin data convert` when present, else the bundled sample."""
-    if SMILECHAT.is_dir():
-        folder = SMILECHAT / "data" if (SMILECHAT / "data").is_dir() else SMILECHAT
-        converted = work / "smilechat.jsonl"
-        convert = [sys.executable, "-m", "anxin", "data", "convert", "--format", "smilechat"]
-        subprocess.run(
-            [*convert, str(folder), "-o", str(converted)], check=True, capture_output=True
-        )
-        source = str(folder)
-    elif SAMPLE.is_file():
-        converted, source = SAMPLE, str(SAMPLE)
-    else:
-        raise SystemExit(f"no data: neither {SMILECHAT} nor {SAMPLE} exists")
-    with open(converted, encoding="utf-8") as lines:
-        return source, [json.loads(line) for line in lines if line.strip()]
-
-
-def fit_exchanges(tokenizer, messages: list[dict], cutoff_len: int):
-    """The persona plus the longest run of whole opening exchanges within cutoff_len, rendered.
-
-    Returns (messages, rendered) or None when not even the first exchange fits.
-    """
-    from anxin.template import render_conversation, with_system
-
-    messages = with_system(messages)
-    system, turns = messages[:1], messages[1:]
-    best = None
-    for end in range(2, len(turns) + 1, 2):
-        candidate = system + turns[:end]
-        rendered = render_conversation(tokenizer, candidate)
-        if len(rendered.input_ids) > cutoff_len:
-            break
-        best = (candidate, rendered)
-    return best
-
-
-def make_slice(model_dir: str, work: Path, n_train: int, n_eval: int, cutoff_len: int) -> Slice:
-    """The first n_train + n_eval dialogues (in corpus order) that fit, as described above."""
-    from transformers import AutoTokenizer
-
-    from anxin.template import IGNORE_INDEX
-
-    source, records = read_source(work)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    chosen: list[tuple[list[dict], object]] = []
-    for record in records:
-        fitted = fit_exchanges(tokenizer, record["messages"], cutoff_len)
-        if fitted and fitted[0][-1]["role"] == "assistant":
-            chosen.append(fitted)
-        if len(chosen) == n_train + n_eval:
-            break
-    if len(chosen) < n_train + n_eval:
-        raise SystemExit(f"{source}: only {len(chosen)} dialogues fit cutoff_len {cutoff_len}")
-    train = chosen[:n_train]
-    return Slice(
-        source=source,
-        train=[{"messages": m} for m, _ in train],
-        validation=[{"messages": m} for m, _ in chosen[n_train:]],
-        tokens=sum(len(r.input_ids) for _, r in train),
-        assistant_tokens=sum(sum(x != IGNORE_INDEX for x in r.labels) for _, r in train),
-        lengths=[len(r.input_ids) for _, r in train],
-    )
-
-
-def register_slice(data: Slice, dataset_dir: Path) -> None:
-    """Write both files and a dataset_info.json that LLaMA-Factory and anxin both read."""
-    from anxin.atomic import write_jsonl
-    from anxin.data.registry import canonical_entry
-
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(dataset_dir / "bench_train.jsonl", data.train)
-    write_jsonl(dataset_dir / "bench_eval.jsonl", data.validation)
-    info = {
-        "bench_train": canonical_entry("bench_train.jsonl"),
-        "bench_eval": canonical_entry("bench_eval.jsonl"),
-    }
-    write_json(dataset_dir / "dataset_info.json", info)
-
-
-# --- FLOPs ------------------------------------------------------------------------------------
-
-
-def lora_training_flops(config: dict, lengths: list[int]) -> float:
-    """Model FLOPs to train LoRA on dialogues of these lengths (one forward and backward each).
-
-    Frozen weights need no weight gradients, so every linear layer (the tied output head
-    included) costs 2 FLOP per parameter forward and 2 backward: 4 × N per token. Attention
-    scores (QKᵀ and AV) cost 4·d·T² per layer forward and twice that backward: 12·L·d·T² per
-    dialogue, counted over the full square as in PaLM's utilisation figure (causal kernels may
-    skip half). The adapters themselves (r = 8) add well under 1 % and are left out.
-    """
-    d, layers = config["hidden_size"], config["num_hidden_layers"]
-    head_dim = config.get("head_dim") or d // config["num_attention_heads"]
-    q_out = config["num_attention_heads"] * head_dim
-    kv_out = config.get("num_key_value_heads", config["num_attention_heads"]) * head_dim
-    per_layer = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * config["intermediate_size"]
-    n_matmul = layers * per_layer + config["vocab_size"] * d  # + the output head
-    tokens = sum(lengths)
-    return 4 * n_matmul * tokens + 12 * layers * q_out * sum(t * t for t in lengths)
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -311,7 +139,7 @@ def run_tool(tool: str, round_: int, config: Path, output_dir: Path, log: Path) 
         cmd, env = [sys.executable, "-m", "anxin", "train", str(config)], anxin_environment()
     else:
         cmd, env = (
-            [str(LF_VENV / "bin" / "llamafactory-cli"), "train", str(config)],
+            [str(LF_CLI), "train", str(config)],
             lf_environment(),
         )
     trace = output_dir.parent / f"{output_dir.name}.rss.csv"  # memory over time
@@ -387,14 +215,6 @@ def collect(result: RunResult, output_dir: Path, data: Slice, steps: int, flops:
     if result.model_gflops and result.precision in ("fp32", "bf16"):
         result.utilisation = round(result.model_gflops / ceiling[f"{result.precision}_gflops"], 3)
     return result
-
-
-def lf_settings(config_path: Path) -> tuple[str, bool]:
-    """Precision and gradient checkpointing a LLaMA-Factory run used (from its YAML: its
-    defaults are float32 on CPU and checkpointing on)."""
-    config = yaml.safe_load(config_path.read_text())
-    precision = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
-    return precision, not config.get("disable_gradient_checkpointing", False)
 
 
 def _rounded(value, digits: int = 4):
@@ -511,38 +331,6 @@ def summary_text(report: dict) -> str:
     )
 
 
-README_INTRO = """\
-`bench/train_throughput.py` trains the embedded SmolLM2-135M-Instruct with the same LoRA recipe
-(q_proj,v_proj, r 8, alpha 16, batch 1 × grad-accum 8, cutoff 512, a fixed number of optimizer
-steps, one evaluation at the end) through `anxin train` and through LLaMA-Factory 0.9.5's
-`llamafactory-cli train` (installed by the script into `bench/.venv-llamafactory`), alternating
-the runs. Both train on the same dialogues (SmileChat, or the bundled sample), each fitted
-whole within cutoff_len so neither tool truncates; tokens are counted once with anxin's
-renderer. Each tool keeps its own precision and gradient checkpointing defaults (named below);
-`--anxin-set KEY=VALUE` / `--lf-set KEY=VALUE` run variants. GFLOP/s are model FLOPs (LoRA:
-4 × parameters per token plus attention), without the forward that gradient checkpointing
-recomputes, against a square-matmul ceiling measured at the start. Every figure is wall time: on a
-busy machine they are slow and noisy (the load average is in the JSON), so compare runs of
-one report, not across reports. JSON with every run: `bench/results/train_throughput.json`.
-"""
-
-
-def update_readme(report_md: str, command: str, finished_at: str | None) -> None:
-    """Replace this benchmark's section of bench/README.md (between its markers) only."""
-    body = (
-        f"{MARKERS[0]}\n## Training throughput: anxin vs LLaMA-Factory\n\n{README_INTRO}\n"
-        f"Latest run ({finished_at or 'stopped early'}), reproduced with `.venv/bin/{command}`:\n\n"
-        f"{report_md}{MARKERS[1]}"
-    )
-    text = README.read_text(encoding="utf-8") if README.is_file() else "# Benchmarks\n\n"
-    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
-    if start != -1 and end > start:
-        text = text[:start] + body + text[end + len(MARKERS[1]) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    write_text(README, text)
-
-
 # --- the benchmark ----------------------------------------------------------------------------
 
 
@@ -607,7 +395,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             print(f"  {_brief(result)}", file=sys.stderr, flush=True)
             report["runs"].append(asdict(result))
             summarise(report)
-            write_report(report, readme=False)
+            write_report(report)
     report["finished_at"] = time.strftime("%FT%T")
     return report
 
@@ -641,20 +429,18 @@ def _brief(r: RunResult) -> str:
     )
 
 
-def write_report(report: dict, readme: bool) -> None:
+def write_report(report: dict) -> None:
     table = markdown(report)
     text = summary_text(report) + "\n" + table
     write_json(RESULTS / "train_throughput.json", report)
     write_text(RESULTS / "train_throughput.md", text)
-    if readme:
-        update_readme(text, report["command"], report["finished_at"])
     print(text)
 
 
 EPILOG = """\
 examples:
   .venv/bin/python -m bench.train_throughput
-  .venv/bin/python -m bench.train_throughput --rounds 3 --steps 10 --readme
+  .venv/bin/python -m bench.train_throughput --rounds 3 --steps 10
   .venv/bin/python -m bench.train_throughput --rounds 1 --lf-set disable_gradient_checkpointing=true
   .venv/bin/python -m bench.train_throughput --anxin-set bf16=false   # both in float32
 
@@ -686,21 +472,18 @@ def main(argv: list[str] | None = None) -> int:
         help="change one key of LLaMA-Factory's config (repeatable)",
     )  # fmt: skip
     parser.add_argument(
-        "--readme", action="store_true", help="also put the table into bench/README.md"
-    )
-    parser.add_argument(
         "--render", metavar="JSON",
-        help="run nothing: rewrite the markdown (and with --readme the README) from a saved report",
+        help="run nothing: rewrite the markdown from a saved report",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.render:
-        write_report(json.loads(Path(args.render).read_text()), args.readme)
+        write_report(json.loads(Path(args.render).read_text()))
         return 0
     args.command = "python -m bench.train_throughput " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     report = run_benchmark(args)
-    write_report(report, args.readme)
+    write_report(report)
     return 0 if all(r["returncode"] == 0 for r in report["runs"]) else 1
 
 
