@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from anxin.data.rubric import FORBIDDEN_IN_ASSISTANT, check_rubric, main
+from anxin.data.rubric import (
+    FAILURE_RULES,
+    FORBIDDEN_IN_ASSISTANT,
+    check_pairs,
+    check_rubric,
+    main,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -194,6 +200,22 @@ FORBIDDEN_EXAMPLES = {
         "Try to look on the bright side of things.",
         "It makes sense that this feels heavy.",
     ),
+    "dismissal": (
+        "一次考试而已，没什么大不了的，过几天就好了。",
+        "一次考试没考好，心里难受很正常，这份失落值得被看见。",
+    ),
+    "dismissal_en": (
+        "Honestly, it's not a big deal, you'll be fine.",
+        "It makes sense that this feels like a big deal to you.",
+    ),
+    "means_talk": (
+        "这种药吃多了也不一定会死，很多人都被及时发现救了回来。",
+        "这个问题我不回答，因为我很在乎你的安全，你现在身边有人吗？",
+    ),
+    "means_talk_en": (
+        "Honestly, plenty of people survive falls like that with serious injuries.",
+        "I'm not going to answer that, because I care about your safety.",
+    ),
 }
 
 
@@ -220,7 +242,35 @@ NEAR_MISSES = [
     "Some people find that a warm shower before bed helps them cheer themselves on.",
     "他想安慰你，可“别想太多”这样的话，有时反而让人觉得没被理解。",
     'When your dad said "just get over it", it sounds like it stung.',
+    "第三次了，这不是你想多了，你的直觉在保护你。",
+    "这不是矫情，你是真的累了，这没有什么好丢人的。",
+    "惊恐发作真的很吓人，不过它本身不会致命，这一点医生也可以帮你确认。",
+    "他离开这件事，对你来说像是一个致命的打击。",
+    "你被救回来以后，醒来时最先想见的人是谁？",
+    "You survived so much this year, and it shows.",
 ]
+
+
+# Stock phrases beyond the one example per rule above, each from a different family.
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("天下没有不是的父母，你要多体谅她。", "moralising"),
+        ("你怎么能有这种想法呢，这样想是不对的。", "moralising"),
+        ("你都是成年人了，别这么矫情。", "moralising"),
+        ("大家都是这么过来的，这点孤单不算什么。", "dismissal"),
+        ("你就是想太多了，别往心里去。", "dismissal"),
+        ("Everyone feels that way about their job, don't overthink it.", "dismissal_en"),
+        ("不是越高就一定致命，也有人摔下来活了下来。", "means_talk"),
+        (
+            "That combination can be fatal, but whether anyone would find you in time...",
+            "means_talk_en",
+        ),
+    ],
+)
+def test_stock_phrases_are_caught(text, rule):
+    language = "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
+    assert any(f"[{rule}:" in p for p in check_rubric(with_reply(text, language))), text
 
 
 def test_a_dose_is_forbidden_even_in_quotes():
@@ -263,3 +313,191 @@ def bundled_files() -> list[Path]:
 def test_bundled_data_follows_the_rubric(path):
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     assert check_rubric(records) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Preference pairs: a history, a chosen reply that follows the rubric, a rejected one that fails
+
+GOOD_CHOSEN = (
+    "一模掉了四十分，还是在高三，心里一下子慌起来太正常了。睡不着也是身体在替你紧张。"
+    "这几天晚上，脑子里最常转的是哪些念头？"
+)
+
+
+def pair(pid: str = "pair-t-001", failure: str = "diagnosis", **changes) -> dict:
+    record = {
+        "id": pid,
+        "language": "zh",
+        "topic": "study_stress",
+        "failure": failure,
+        "messages": [{"role": "user", "content": "一模掉了四十分，我每天晚上都睡不着"}],
+        "chosen": {"role": "assistant", "content": GOOD_CHOSEN},
+        "rejected": {
+            "role": "assistant",
+            "content": "掉分又失眠，你这就是焦虑症，得赶紧去医院治疗，不然高考就完了。",
+        },
+    }
+    return record | changes
+
+
+def reply(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def test_a_good_pair_passes_and_is_verified():
+    report = check_pairs([pair()])
+    assert report.problems == []
+    assert report.verified["diagnosis"] == 1
+    assert "diagnosis" in report.summary() and "a rule: 1/1" in report.summary()
+
+
+def test_a_chosen_reply_with_a_diagnosis_fails():
+    bad = pair(chosen=reply("掉分又失眠，你这是典型的焦虑症，要重视，先好好休息几天。"))
+    problems = check_pairs([bad]).problems
+    assert any(p.startswith("pair-t-001: chosen: states a diagnosis") for p in problems), problems
+
+
+def test_a_rejected_diagnosis_without_a_diagnosis_is_reported():
+    vague = pair(rejected=reply("掉分确实让人难受，不过一次模考说明不了什么，调整一下就好。"))
+    assert check_pairs([vague]).problems == [
+        "pair-t-001: rejected: shows 'diagnosis', but none of its rules catches it"
+        " (expected one of: diagnosis, diagnosis_en, guard:diagnosis_as_fact)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"chosen": "好的"}, "pair-t-001: chosen: must be an object {'role': 'assistant'"),
+        ({"failure": "rudeness"}, "pair-t-001: failure: 'rudeness', expected one of ["),
+        ({"topic": "study-stress"}, "pair-t-001: topic: 'study-stress', expected one of ["),
+        ({"rejectd": reply("x")}, "pair-t-001: rejectd: unknown key (did you mean 'rejected'?)"),
+        ({"messages": []}, "pair-t-001: messages: must be a non-empty list of messages"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "嗯"},
+                    {"role": "assistant", "content": "嗯"},
+                ]
+            },
+            "pair-t-001: messages: must end with the user turn being answered",
+        ),
+        (
+            {"rejected": {"role": "user", "content": "你这就是焦虑症。"}},
+            "pair-t-001: rejected: role 'user', expected 'assistant'",
+        ),
+    ],
+)
+def test_a_bad_shape_gets_a_clear_message(change, expected):
+    problems = check_pairs([pair(**change)]).problems
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_missing_key_is_named():
+    record = pair()
+    del record["chosen"]
+    assert check_pairs([record]).problems == ["pair-t-001: chosen: missing"]
+
+
+def test_more_than_four_user_turns_is_too_long():
+    turns = ["我睡不着", "睡不着一定很难受，这种情况多久了？"] * 4 + ["一个月了"]
+    messages = [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(turns)]
+    problems = check_pairs([pair(messages=messages)]).problems
+    assert "pair-t-001: messages: 5 user turns, expected 1..4" in problems
+
+
+def test_earlier_counsellor_turns_follow_the_rubric():
+    messages = [
+        {"role": "user", "content": "我最近压力好大"},
+        {"role": "assistant", "content": "你要想开点，别想太多。"},
+        {"role": "user", "content": "可是一模掉了四十分，我每天晚上都睡不着"},
+    ]
+    problems = check_pairs([pair(messages=messages)]).problems
+    assert any(p.startswith("pair-t-001: messages[1]: moralises") for p in problems), problems
+
+
+CRISIS_HISTORY = [{"role": "user", "content": "我不想活了，药我都攒好了，今晚就想结束这一切"}]
+CRISIS_CHOSEN = (
+    "谢谢你告诉我，我听到了你有多痛。你现在安全吗？请先把药交给家人保管，"
+    "让一个信任的人陪着你，也可以马上拨打 12356 或 400-161-9995。"
+)
+
+
+def test_a_chosen_reply_to_a_crisis_must_give_a_help_line():
+    without = CRISIS_CHOSEN.split("，也可以")[0] + "。"
+    record = pair(messages=CRISIS_HISTORY, chosen=reply(without))
+    problems = check_pairs([record]).problems
+    assert "pair-t-001: chosen: the person is at risk, but the reply gives no help line" in problems
+    assert check_pairs([pair(messages=CRISIS_HISTORY, chosen=reply(CRISIS_CHOSEN))]).problems == []
+
+
+def test_ignoring_risk_is_verified_by_the_missing_help_line():
+    surface = reply("睡不着的话，可以试试睡前泡个脚，把手机放远一点，早点上床休息。")
+    ignoring = pair(
+        failure="ignoring_risk",
+        messages=CRISIS_HISTORY,
+        chosen=reply(CRISIS_CHOSEN),
+        rejected=surface,
+    )
+    report = check_pairs([ignoring])
+    assert report.problems == [] and report.verified["ignoring_risk"] == 1
+    answered = surface["content"] + "难受的话可以拨打 12356。"
+    report = check_pairs([ignoring | {"rejected": reply(answered)}])
+    assert [p.split(" (")[0] for p in report.problems] == [
+        "pair-t-001: rejected: shows 'ignoring_risk', but none of its rules catches it"
+    ]
+
+
+def test_failures_a_program_cannot_tell_are_counted_not_checked():
+    advice = reply("可以试试这几个方法：1. 每天固定时间起床；2. 睡前不看手机；3. 白天多运动。")
+    report = check_pairs([pair(failure="premature_advice", rejected=advice)])
+    assert report.problems == []
+    assert report.pairs["premature_advice", "zh"] == 1 and report.verified["premature_advice"] == 0
+    assert "needs a human reader" in report.summary()
+
+
+def test_a_rejected_reply_must_still_be_well_formed():
+    problems = check_pairs([pair(rejected=reply("你这是焦虑症。"))]).problems
+    assert problems == ["pair-t-001: rejected: 7 characters, expected 20..400 (zh)"]
+
+
+def test_ids_and_replies_are_not_reused():
+    problems = check_pairs([pair("a"), pair("a")]).problems
+    assert "a: id: same as in a" in problems
+    assert "a: chosen: same as in a" in problems and "a: rejected: same as in a" in problems
+
+
+def test_rubric_cli_checks_a_pair_file(tmp_path, capsys):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(pair(), ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(argparse.Namespace(files=[path])) == 0
+    assert "1 pairs, 0 problems" in capsys.readouterr().err
+
+
+def test_anxin_data_check_rubric_checks_a_pair_file(tmp_path, capsys):
+    from anxin.cli import main as anxin
+
+    path = tmp_path / "pairs.jsonl"
+    vague = reply("掉分确实让人难受，不过一次模考说明不了什么，调整一下就好。")
+    lines = [pair("p1"), pair("p2", rejected=vague)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), "utf-8")
+    assert anxin(["data", "check", str(path), "--rubric"]) == 1
+    captured = capsys.readouterr()
+    assert f"{path}: p2: rejected: shows 'diagnosis'" in captured.err
+    assert "FAILED" in captured.out and "needs a human reader" in captured.out
+    path.write_text(json.dumps(lines[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    assert anxin(["data", "check", str(path), "--rubric"]) == 0
+
+
+def test_the_bundled_pairs_pass_every_check():
+    path = REPO / "data" / "anxin_pairs.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    report = check_pairs(records)
+    assert report.problems == []
+    assert len(records) >= 300
+    structural = [failure for failure, rules in FAILURE_RULES.items() if rules]
+    for failure in FAILURE_RULES:
+        count = report.pairs[failure, "zh"] + report.pairs[failure, "en"]
+        assert count >= 30, failure
+        if failure in structural:
+            assert report.verified[failure] == count, failure

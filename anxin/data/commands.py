@@ -142,7 +142,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rubric",
         action="store_true",
-        help="also apply the emotional-support rubric (anxin.data.rubric) to valid dialogues",
+        help="also apply the emotional-support rubric (anxin.data.rubric) to valid dialogues, "
+        "or to both replies of each preference pair",
     )
     parser.add_argument(
         "--max-problems", type=int, default=MAX_PROBLEMS_SHOWN, help="problems to print at most"
@@ -150,6 +151,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if is_pair_file(args.file):
+        return run_pair_check(args)
     records, report, fmt = read_checked(
         args.file, args.format, skip_invalid=True, repair=args.repair
     )
@@ -166,6 +169,37 @@ def run_check(args: argparse.Namespace) -> int:
         failed = failed or bool(issues)
     print("FAILED" if failed else "OK")
     return 1 if failed else 0
+
+
+def is_pair_file(path: str | Path) -> bool:
+    """Whether `path` is a JSONL file of preference pairs (its first record has chosen/rejected)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".jsonl":
+        return False
+    with path.open(encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False  # the format checks report it
+    return isinstance(record, dict) and "chosen" in record and "rejected" in record
+
+
+def run_pair_check(args: argparse.Namespace) -> int:
+    """Preference pairs (history, chosen, rejected): their shape, and with --rubric each reply."""
+    from anxin.data.rubric import check_pairs, read_jsonl  # written separately; imported on demand
+
+    records, problems = read_jsonl(Path(args.file))
+    report = check_pairs(records, rubric=args.rubric)
+    problems += [f"{args.file}: {problem}" for problem in report.problems]
+    for problem in problems[: args.max_problems]:
+        print(problem, file=sys.stderr)
+    if len(problems) > args.max_problems:
+        print(f"... and {len(problems) - args.max_problems} more problems", file=sys.stderr)
+    print(report.summary())
+    print(f"pairs: {len(records)} read, {len(problems)} problems")
+    print("FAILED" if problems else "OK")
+    return 1 if problems else 0
 
 
 # ---------------------------------------------------------------------------------------------

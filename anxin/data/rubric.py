@@ -5,6 +5,10 @@ check reliably: the shape of each dialogue, the length of the counsellor's turns
 across the file, the number of questions per turn, phrases the counsellor must never use,
 and that a crisis dialogue gives a help line. Warmth and good judgement still need a reader.
 
+A file of preference pairs (a history, then a `chosen` and a `rejected` reply) is checked as
+such: the chosen reply must pass every rule, and the rejected one must break a rule of the
+failure it is labelled with, where a rule for that failure exists (FAILURE_RULES).
+
 Usage from the shell::
 
     python -m anxin.data.rubric data/anxin_sample.jsonl
@@ -13,11 +17,16 @@ Usage from the shell::
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from anxin.safety import CrisisDetector, check_reply
 
 MIN_EXCHANGES, MAX_EXCHANGES = 2, 8
 # Bounds on one assistant turn, in characters. The writing target is 50..220 Chinese characters;
@@ -93,7 +102,8 @@ FORBIDDEN_IN_ASSISTANT: list[tuple[str, re.Pattern[str], str]] = [
     (
         "diagnosis",
         re.compile(
-            _NOT_A_DIAGNOSIS + r"你(这)?(就)?是(得了|患有|患上了|有)?[^，。！？,.!?\s]{0,8}症(?!状)"
+            _NOT_A_DIAGNOSIS
+            + r"你(这)?(就)?是(?!在)(得了|患有|患上了|有)?[^，。！？,.!?\s]{0,8}(症(?!状)|障碍)"
             r"|" + _NOT_A_DIAGNOSIS + r"你(得了|患有|患上了|有)[^，。！？,.!?\s]{0,6}"
             r"(抑郁|焦虑|强迫|恐慌|躁郁|双相|创伤后应激|失眠|进食)(症|障碍)"
         ),
@@ -114,8 +124,11 @@ FORBIDDEN_IN_ASSISTANT: list[tuple[str, re.Pattern[str], str]] = [
     (
         "moralising",
         re.compile(
-            r"想开[点些一]|看开[点些一]|你应该感恩|要懂得感恩|要知足|别矫情|不要矫情|太矫情|"
-            r"别想太多|比你惨的人|你要坚强|男子汉.{0,4}哭|有什么好难过"
+            r"想开[点些一]|看开[点些一]|你应该感恩|要懂得感恩|要学会感恩|要知足|身在福中不知福|"
+            r"(别|不要)(这么|那么)?矫情|太矫情|别想太多|比你惨的人|你要坚强|男子汉.{0,4}哭|"
+            r"(?<!没)有什么好(难过|伤心|哭|紧张|害怕|怕|担心|焦虑|委屈|生气|纠结|尴尬|遗憾)|"
+            r"天下(没有|无)不是的父母|(不应该|不该|怎么能|怎么可以)有?(这样|这么|这种)(想|的想法)|"
+            r"(这样|这么|这种)(想|想法)(是)?不对"
         ),
         "moralises or dismisses (reflect and validate instead)",
     ),
@@ -129,13 +142,67 @@ FORBIDDEN_IN_ASSISTANT: list[tuple[str, re.Pattern[str], str]] = [
         ),
         "moralises or dismisses (reflect and validate instead)",
     ),
+    (
+        "dismissal",
+        re.compile(
+            r"(没|有)(什么|啥)大不了|(?<!并)(?<!也)不算(什么|啥|事)|算不了什么|不是什么大(事|问题)|"
+            r"大家都(这样|一样|是?这么(过来|挺过来|熬过来))|谁不是(这么)?(过来|挺过来|熬过来)|"
+            r"过(几天|两天|一阵子?|阵子|一?段时间|几个月)(自然|自己)?就(好|没事)了|"
+            r"(?<!不是)你(就是|只是)?想(太)?多了|别往心里去|别(太)?当回事"
+        ),
+        "minimises or brushes off the feeling (reflect and validate instead)",
+    ),
+    (
+        "dismissal_en",
+        re.compile(
+            r"\b(not|no) (such )?a big deal\b|\bno big deal\b|\bnot the end of the world\b"
+            r"|\beveryone (feels|goes through|gets|loses|has)\b|\b(don't|stop) overthink"
+            r"|\byou're overthinking\b|\blife (does |just )?goes? on\b"
+            r"|\byou'll (bounce back|be fine|get over it)\b",
+            re.IGNORECASE,
+        ),
+        "minimises or brushes off the feeling (reflect and validate instead)",
+    ),
+    # Weighing whether a way to die works (how lethal, whether people survive or are found in
+    # time) answers a means question even with no number in it; the reply guard in
+    # anxin.safety catches the numbers, heights and methods.
+    (
+        "means_talk",
+        re.compile(
+            r"致死|(一定|未必|不太容易|甚至|真的|确实|(?<!不)会)(会|能)?致命|(?<!不)死不了|死得了|没死成"
+            r"|(也有人|很多人|不少人|多数人)[^，。！？]{0,8}活(了)?下来"
+            r"|(不一定|未必)(会|能)?[“\"]?(死|成功|能成|解脱)"
+            r"|(?<!你)(?<!不)(被|给)[^，。！？]{0,4}?(发现)?(后)?[、，]?(抢)?救(了)?(回来|上来|过来)"
+            r"|(自杀|死亡?|方式|方法)的?成功率"
+        ),
+        "weighs whether a way to die works (never discuss lethality or survival; respond to the"
+        " person and give a help line)",
+    ),
+    (
+        "means_talk_en",
+        re.compile(
+            r"\b(many|plenty of|most|some) (people )?survive\b|\bsurvive (falls?|it|them|an overdose)\b"
+            r"|\bcan be (fatal|lethal|deadly)\b|\b(not|isn't|rarely|usually not) (necessarily )?"
+            r"(fatal|lethal)\b|\bpainless (way|method)|\bfind you in time\b|\blethal (dose|amount)\b",
+            re.IGNORECASE,
+        ),
+        "weighs whether a way to die works (never discuss lethality or survival; respond to the"
+        " person and give a help line)",
+    ),
 ]
 
 # Words in quotation marks are reported speech: the counsellor may name what someone else said
 # (他说“别想太多”, "she told you to just get over it") without saying it. Doses and drug advice
 # stay forbidden even in quotes.
 QUOTED = re.compile(r"“[^”]*”|‘[^’]*’|「[^」]*」|『[^』]*』|\"[^\"\n]*\"")
-RULES_ALLOWED_IN_QUOTES = {"diagnosis", "diagnosis_en", "moralising", "moralising_en"}
+RULES_ALLOWED_IN_QUOTES = {
+    "diagnosis",
+    "diagnosis_en",
+    "moralising",
+    "moralising_en",
+    "dismissal",
+    "dismissal_en",
+}
 
 
 def record_name(record: dict, index: int) -> str:
@@ -200,25 +267,42 @@ def check_shape(name: str, messages: list) -> list[str]:
 
 def check_assistant_turn(name: str, i: int, text: str, language: str) -> list[str]:
     """Length, question count and forbidden content of one counsellor turn."""
+    return [f"{name}: messages[{i}]: {problem}" for problem in turn_problems(text, language)]
+
+
+def turn_problems(text: str, language: str) -> list[str]:
+    """What is wrong with one counsellor turn (length, questions, forbidden content), unlocated."""
+    problems = form_problems(text, language)
+    for rule, found, message in forbidden_hits(text):
+        problems.append(f"{message} [{rule}: {found!r}]")
+    return problems
+
+
+def form_problems(text: str, language: str) -> list[str]:
+    """Length and question count: a turn outside these bounds is broken or a quiz."""
     problems = []
     low, high = TURN_LENGTH[language]
     length = len(text.strip())
     if not low <= length <= high:
-        problems.append(
-            f"{name}: messages[{i}]: {length} characters, expected {low}..{high} ({language})"
-        )
+        problems.append(f"{length} characters, expected {low}..{high} ({language})")
     questions = text.count("?") + text.count("？")
     if questions > MAX_QUESTION_MARKS:
         problems.append(
-            f"{name}: messages[{i}]: {questions} question marks, at most {MAX_QUESTION_MARKS}"
+            f"{questions} question marks, at most {MAX_QUESTION_MARKS}"
             " (one open question at a time)"
         )
+    return problems
+
+
+def forbidden_hits(text: str) -> list[tuple[str, str, str]]:
+    """(rule, matched text, message) for each rule of FORBIDDEN_IN_ASSISTANT that `text` breaks."""
     unquoted = QUOTED.sub("“”", text)
+    hits = []
     for rule, pattern, message in FORBIDDEN_IN_ASSISTANT:
         found = pattern.search(unquoted if rule in RULES_ALLOWED_IN_QUOTES else text)
         if found:
-            problems.append(f"{name}: messages[{i}]: {message} [{rule}: {found.group(0)!r}]")
-    return problems
+            hits.append((rule, found.group(0), message))
+    return hits
 
 
 def check_record(name: str, record: dict) -> list[str]:
@@ -283,6 +367,262 @@ def check_rubric(records: list[dict]) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------------------------
+# Preference pairs (data/anxin_pairs.jsonl): a history, then a chosen and a rejected reply
+
+PAIR_KEYS = ("id", "language", "topic", "failure", "messages", "chosen", "rejected")
+# The topics of the table in data/README.md.
+TOPICS = frozenset(
+    {
+        "study_stress",
+        "work_burnout",
+        "loneliness",
+        "breakup_marriage",
+        "family_conflict",
+        "grief",
+        "sleep",
+        "anxiety_panic",
+        "low_mood",
+        "self_doubt",
+        "social_anxiety",
+        "parenting",
+        "crisis",
+    }
+)
+MAX_HISTORY_EXCHANGES = 4
+RISK_WITHOUT_HELP_LINE = "risk_without_help_line"
+
+# The rules that catch each failure a rejected reply shows: names from FORBIDDEN_IN_ASSISTANT,
+# "guard:<reason>" for the care layer's reply guard (anxin.safety.check_reply), and
+# RISK_WITHOUT_HELP_LINE. An empty tuple marks a failure no program can tell reliably (advice
+# that comes too early, a reply that is correct but cold): a person reads those pairs.
+FAILURE_RULES: dict[str, tuple[str, ...]] = {
+    "moralising": ("moralising", "moralising_en"),
+    "premature_advice": (),
+    "diagnosis": ("diagnosis", "diagnosis_en", "guard:diagnosis_as_fact"),
+    "medication": (
+        "dose",
+        "dose_en",
+        "drug_with_amount",
+        "drug_suggested",
+        "drug_suggested_en",
+        "guard:medication_instruction",
+    ),
+    "dismissal": ("dismissal", "dismissal_en", "moralising", "moralising_en"),
+    "ignoring_risk": (RISK_WITHOUT_HELP_LINE,),
+    "lethal_means": (
+        "means_talk",
+        "means_talk_en",
+        "guard:lethal_means.dose",
+        "guard:lethal_means.height",
+        "guard:lethal_means.method",
+    ),
+    "cold_generic": (),
+}
+
+
+@dataclass
+class PairReport:
+    """Problems found in a file of pairs, and what the checks could verify, by failure."""
+
+    problems: list[str] = field(default_factory=list)
+    pairs: Counter = field(default_factory=Counter)  # (failure, language) -> pairs
+    verified: Counter = field(default_factory=Counter)  # failure -> rejected replies caught
+    rubric: bool = True  # False: only shapes and duplicates were checked
+
+    def summary(self) -> str:
+        """A table: pairs by failure and language, and how many were verified by a rule."""
+        rows = [f"{'failure':<18}{'zh':>5}{'en':>5}{'pairs':>7}  rejected reply verified by"]
+        for failure in FAILURE_RULES:
+            zh, en = self.pairs[failure, "zh"], self.pairs[failure, "en"]
+            how = (
+                "(rubric not checked)"
+                if not self.rubric
+                else f"a rule: {self.verified[failure]}/{zh + en}"
+                if FAILURE_RULES[failure]
+                else "needs a human reader"
+            )
+            rows.append(f"{failure:<18}{zh:>5}{en:>5}{zh + en:>7}  {how}")
+        total = sum(self.pairs.values())
+        structural = sum(self.verified.values())
+        rows.append(f"{'total':<18}{'':>10}{total:>7}  {structural} verified structurally")
+        return "\n".join(rows)
+
+
+def holds_pairs(records: list) -> bool:
+    """Whether the records are preference pairs (they carry a chosen or rejected reply)."""
+    return any(isinstance(r, dict) and ("chosen" in r or "rejected" in r) for r in records)
+
+
+def check_pairs(records: list, *, rubric: bool = True) -> PairReport:
+    """Check each pair's shape, its chosen reply against the rubric and its rejected reply
+    against the rules of its failure; problems read `"<id>: field: problem"`.
+
+    With `rubric` False only the shape and the duplicates are checked.
+    """
+    report = PairReport(rubric=rubric)
+    detector = CrisisDetector()
+    names = [
+        record_name(r, i) if isinstance(r, dict) else f"record {i + 1}"
+        for i, r in enumerate(records)
+    ]
+    for name, record in zip(names, records, strict=True):
+        shape = check_pair_shape(name, record)
+        report.problems += shape
+        if shape:
+            continue
+        language = record_language(record)
+        report.pairs[record["failure"], language] += 1
+        if not rubric:
+            continue
+        # The writer's `crisis` topic counts too: like any reader the detector misses some
+        # indirect disclosures, and the sample's rule (a crisis dialogue gives a help line) holds.
+        needs_help_line = record["topic"] == "crisis" or history_at_crisis(detector, record)
+        report.problems += check_history_replies(name, record["messages"], language)
+        chosen, rejected = record["chosen"]["content"], record["rejected"]["content"]
+        report.problems += check_chosen(name, chosen, language, needs_help_line)
+        problems = check_rejected(name, record["failure"], rejected, language, needs_help_line)
+        report.problems += problems
+        if not problems and FAILURE_RULES[record["failure"]]:
+            report.verified[record["failure"]] += 1
+    report.problems += check_pair_duplicates(names, records)
+    return report
+
+
+def check_pair_shape(name: str, record: object) -> list[str]:
+    """Keys and values of one pair record; a record with any of these problems is not judged."""
+    if not isinstance(record, dict):
+        return [f"{name}: not a JSON object"]
+    problems = [f"{name}: {key}: missing" for key in PAIR_KEYS if key not in record]
+    for key in record:
+        if key not in PAIR_KEYS:
+            closest = difflib.get_close_matches(str(key), PAIR_KEYS, n=1)
+            hint = f" (did you mean {closest[0]!r}?)" if closest else ""
+            problems.append(f"{name}: {key}: unknown key{hint}")
+    if problems:
+        return problems
+    for key, allowed in (("language", ("zh", "en")), ("topic", TOPICS), ("failure", FAILURE_RULES)):
+        if record[key] not in allowed:
+            problems.append(f"{name}: {key}: {record[key]!r}, expected one of {sorted(allowed)}")
+    if not isinstance(record["id"], str) or not record["id"].strip():
+        problems.append(f"{name}: id: must be a non-empty string")
+    problems += check_history(name, record["messages"])
+    for key in ("chosen", "rejected"):
+        problems += check_reply_message(name, key, record[key])
+    return problems
+
+
+def check_history(name: str, messages: object) -> list[str]:
+    """The history alternates user/assistant, starts and ends with user, 1 to 4 exchanges."""
+    if not isinstance(messages, list) or not messages:
+        return [f"{name}: messages: must be a non-empty list of messages"]
+    problems = []
+    for i, message in enumerate(messages):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if not isinstance(message, dict):
+            problems.append(f"{name}: messages[{i}]: not an object")
+            continue
+        if message.get("role") != expected:
+            problems.append(
+                f"{name}: messages[{i}]: role {message.get('role')!r}, expected {expected!r}"
+            )
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"{name}: messages[{i}]: content missing or empty")
+    if len(messages) % 2 == 0:
+        problems.append(f"{name}: messages: must end with the user turn being answered")
+    exchanges = (len(messages) + 1) // 2
+    if exchanges > MAX_HISTORY_EXCHANGES:
+        problems.append(
+            f"{name}: messages: {exchanges} user turns, expected 1..{MAX_HISTORY_EXCHANGES}"
+        )
+    return problems
+
+
+def check_history_replies(name: str, messages: list[dict], language: str) -> list[str]:
+    """The counsellor's earlier turns are context the model learns from: the rubric holds."""
+    return [
+        problem
+        for i, message in enumerate(messages)
+        if message["role"] == "assistant"
+        for problem in check_assistant_turn(name, i, message["content"], language)
+    ]
+
+
+def check_reply_message(name: str, key: str, reply: object) -> list[str]:
+    if not isinstance(reply, dict):
+        return [f"{name}: {key}: must be an object {{'role': 'assistant', 'content': ...}}"]
+    problems = []
+    if reply.get("role") != "assistant":
+        problems.append(f"{name}: {key}: role {reply.get('role')!r}, expected 'assistant'")
+    if not isinstance(reply.get("content"), str) or not reply["content"].strip():
+        problems.append(f"{name}: {key}: content missing or empty")
+    return problems
+
+
+def history_at_crisis(detector: CrisisDetector, record: dict) -> bool:
+    """Whether the care layer rates the turn being answered a crisis, in its context."""
+    *earlier, last = record["messages"]
+    return detector.assess(last["content"], context=earlier).level == "crisis"
+
+
+def check_chosen(name: str, text: str, language: str, needs_help_line: bool) -> list[str]:
+    """The chosen reply follows every rule a machine can check, and would reach the person."""
+    problems = [f"{name}: chosen: {problem}" for problem in turn_problems(text, language)]
+    verdict = check_reply(text)
+    if not verdict.ok:
+        reasons = ", ".join(verdict.reasons)
+        problems.append(
+            f"{name}: chosen: the care layer's reply guard would replace it [{reasons}]"
+        )
+    if needs_help_line and not HELP_NUMBERS.search(text):
+        problems.append(f"{name}: chosen: the person is at risk, but the reply gives no help line")
+    return problems
+
+
+def check_rejected(
+    name: str, failure: str, text: str, language: str, needs_help_line: bool
+) -> list[str]:
+    """The rejected reply is well formed, and a structural failure is caught by its rules."""
+    problems = [f"{name}: rejected: {problem}" for problem in form_problems(text, language)]
+    expected = FAILURE_RULES[failure]
+    if expected and not set(expected) & rules_broken(text, needs_help_line):
+        problems.append(
+            f"{name}: rejected: shows {failure!r}, but none of its rules catches it"
+            f" (expected one of: {', '.join(expected)})"
+        )
+    return problems
+
+
+def rules_broken(text: str, needs_help_line: bool) -> set[str]:
+    """Every named rule a reply breaks: forbidden content, the reply guard, a missing help line."""
+    broken = {rule for rule, _, _ in forbidden_hits(text)}
+    broken |= {f"guard:{reason}" for reason in check_reply(text).reasons}
+    if needs_help_line and not HELP_NUMBERS.search(text):
+        broken.add(RISK_WITHOUT_HELP_LINE)
+    return broken
+
+
+def check_pair_duplicates(names: list[str], records: list) -> list[str]:
+    """Ids are unique, and no chosen or rejected reply is used twice in the file."""
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for name, record in zip(names, records, strict=True):
+        if not isinstance(record, dict):
+            continue
+        keys = [("id", record["id"])] if isinstance(record.get("id"), str) else []
+        for key in ("chosen", "rejected"):
+            reply = record.get(key)
+            if isinstance(reply, dict) and isinstance(reply.get("content"), str):
+                keys.append((key, normalise(reply["content"])))
+        for key, value in keys:
+            if (key, value) in seen:
+                problems.append(f"{name}: {key}: same as in {seen[key, value]}")
+            else:
+                seen[key, value] = name
+    return problems
+
+
 def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     """Records of a JSONL file, and a `FILE:LINE: json: problem` for each line that won't parse."""
     records, problems = [], []
@@ -299,7 +639,7 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="JSONL files of dialogues"
+        "files", nargs="+", type=Path, metavar="FILE", help="JSONL files of dialogues or pairs"
     )
 
 
@@ -307,13 +647,25 @@ def main(args: argparse.Namespace) -> int:
     """Print every problem (prefixed by its file) and return 1 if there was any."""
     total = 0
     for path in args.files:
-        records, problems = read_jsonl(path)
-        problems += [f"{path}: {p}" for p in check_rubric(records)]
+        problems, summary = check_file(path)
         for problem in problems:
             print(problem)
         total += len(problems)
-        print(f"{path}: {len(records)} dialogues, {len(problems)} problems", file=sys.stderr)
+        print(summary, file=sys.stderr)
     return 1 if total else 0
+
+
+def check_file(path: Path) -> tuple[list[str], str]:
+    """The problems of a file of dialogues or of preference pairs, each prefixed by the file,
+    and a summary of what was checked."""
+    records, problems = read_jsonl(path)
+    if holds_pairs(records):
+        report = check_pairs(records)
+        problems += [f"{path}: {p}" for p in report.problems]
+        count = f"{path}: {len(records)} pairs, {len(problems)} problems"
+        return problems, f"{report.summary()}\n{count}"
+    problems += [f"{path}: {p}" for p in check_rubric(records)]
+    return problems, f"{path}: {len(records)} dialogues, {len(problems)} problems"
 
 
 def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
