@@ -113,12 +113,20 @@ class Engine:
         return last.reply
 
     def stream(
-        self, messages: list[dict], stop: threading.Event | None = None, **overrides
+        self,
+        messages: list[dict],
+        stop: threading.Event | None = None,
+        assessment: safety.Assessment | None = None,
+        **overrides,
     ) -> Iterator[Chunk]:
-        """Yield text deltas as they become safe to show; the last chunk carries the Reply."""
+        """Yield text deltas as they become safe to show; the last chunk carries the Reply.
+
+        `assessment` is the care layer's reading of these messages when the caller already made
+        it (an API that answers a crisis before queueing); otherwise it is made here.
+        """
         settings = replace(self.settings, **overrides)
         check_conversation(messages)
-        assessment = self.assess(messages)
+        assessment = assessment or self.assess(messages)
         if (answer := self.care_reply(assessment)) is not None:
             yield Chunk(answer.text, answer)
             return

@@ -18,6 +18,7 @@ import pytest
 
 from anxin import safety
 from anxin.engine import Engine
+from anxin.errors import ConfigError
 from anxin.generation import GenerationSettings, GenerationStats
 from anxin.serve import api
 
@@ -185,11 +186,24 @@ def test_full_queue_answers_429_at_once(scripted):
         with pytest.raises(openai.RateLimitError) as refused:
             client_for(server).chat.completions.create(model="x", messages=user("third"))
         assert time.monotonic() - started < 1
+        # The care layer does not queue: a crisis is answered at once, full queue or not,
+        # plain and streamed, while the model is still busy with the first request.
+        for stream in (False, True):
+            started = time.monotonic()
+            body = {"messages": user(CRISIS), "stream": stream}
+            crisis = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=5)
+            assert crisis.status_code == 200 and "12356" in crisis.text
+            assert time.monotonic() - started < 1
         scripted.hold.set()
         running.join(10)
         waiting.join(10)
     assert refused.value.body["code"] == "queue_full"
+    assert int(refused.value.response.headers["retry-after"]) >= 1
     assert results == {"first": 200, "second": 200}
+    assert [m["content"] for p in scripted.prompts for m in p if m["role"] == "user"] == [
+        "first",
+        "second",
+    ]  # the crises never reached the model
 
 
 def test_too_large_max_tokens_or_body_answer_400(scripted):
@@ -200,7 +214,11 @@ def test_too_large_max_tokens_or_body_answer_400(scripted):
         with pytest.raises(openai.BadRequestError) as too_big:
             client.chat.completions.create(model="x", messages=user("长" * 1000))
         ok = client.chat.completions.create(model="x", messages=user("hi"), max_tokens=64)
-        malformed = httpx.post(server.url + "/v1/chat/completions", content=b"{not json")
+        malformed = httpx.post(
+            server.url + "/v1/chat/completions",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
         no_user = httpx.post(
             server.url + "/v1/chat/completions",
             json={"messages": [{"role": "assistant", "content": "hi"}]},
@@ -209,7 +227,8 @@ def test_too_large_max_tokens_or_body_answer_400(scripted):
     assert too_many.value.body["type"] == "invalid_request_error"
     assert too_big.value.body["code"] == "too_large"
     assert ok.choices[0].message.content == scripted.reply
-    assert malformed.status_code == 400 and malformed.json()["error"]["message"]
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["message"].startswith("the request body is not valid JSON")
     assert no_user.status_code == 400 and no_user.json()["error"]["param"] == "messages"
     assert len(scripted.prompts) == 1  # only the valid request reached the model
 
@@ -231,8 +250,27 @@ def test_binding_beyond_localhost_needs_a_key(monkeypatch, capsys):
     monkeypatch.delenv("ANXIN_API_KEY", raising=False)
     parser = argparse.ArgumentParser()
     api.add_arguments(parser)
-    assert api.main(parser.parse_args(["--host", "0.0.0.0"])) == 2
-    assert "--api-key" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--api-key-file"):
+        api.main(parser.parse_args(["--host", "0.0.0.0"]))
+
+
+def test_the_key_comes_from_a_file_or_the_environment_and_a_command_line_key_warns(
+    tmp_path, monkeypatch, capsys
+):
+    parser = argparse.ArgumentParser()
+    api.add_arguments(parser)
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    key_file.chmod(0o600)
+    assert api.read_api_key(parser.parse_args(["--api-key-file", str(key_file)])) == "s3cret"
+    monkeypatch.setenv("ANXIN_API_KEY", "from-env")
+    assert api.read_api_key(parser.parse_args([])) == "from-env"
+    assert capsys.readouterr().err == ""
+    assert api.read_api_key(parser.parse_args(["--api-key", "visible"])) == "visible"
+    assert "visible to every user" in capsys.readouterr().err
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        api.read_api_key(parser.parse_args(["--api-key-file", str(tmp_path / "empty")]))
 
 
 def test_a_client_that_leaves_stops_the_generation():
@@ -248,6 +286,67 @@ def test_a_client_that_leaves_stops_the_generation():
         while httpx.get(server.url + "/health").json()["running"]:
             assert time.monotonic() < deadline, "the slot was never freed"
             time.sleep(0.01)
+
+
+def test_a_non_streaming_client_that_leaves_stops_the_generation_too():
+    backend = ScriptedBackend("Some words. " * 200, piece=4, delay=0.01)
+    with serve(backend) as server:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up long before the end
+            httpx.post(
+                server.url + "/v1/chat/completions", json={"messages": user("hi")}, timeout=0.5
+            )
+        assert backend.stopped_early.wait(5)
+        deadline = time.monotonic() + 5
+        while httpx.get(server.url + "/health").json()["running"]:
+            assert time.monotonic() < deadline, "the slot was never freed"
+            time.sleep(0.01)
+
+
+def test_cross_site_requests_are_refused_unless_their_origin_is_allowed(scripted):
+    url = "/v1/chat/completions"
+    body = json.dumps({"messages": user("hi")})
+    with serve(scripted) as server:
+        # A page can send text/plain without asking the browser first: refused, never run.
+        plain = httpx.post(server.url + url, content=body, headers={"Content-Type": "text/plain"})
+        foreign = httpx.post(
+            server.url + url, json={"messages": user("hi")}, headers={"Origin": "https://evil.test"}
+        )
+    with serve(scripted, cors_origins=("http://localhost:3000",)) as server:
+        allowed = httpx.post(
+            server.url + url,
+            json={"messages": user("hi")},
+            headers={"Origin": "http://localhost:3000"},
+        )
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    assert foreign.status_code == 403 and "--cors-origin" in foreign.json()["error"]["message"]
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert len(scripted.prompts) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"stop": ["\n"]}, "stop"),
+    ],
+)
+def test_parameters_anxin_cannot_honour_are_refused_by_name(scripted, extra, param):
+    with serve(scripted) as server:
+        answer = httpx.post(
+            server.url + "/v1/chat/completions", json={"messages": user("hi"), **extra}
+        )
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+    assert scripted.prompts == []
+
+
+def test_the_developer_role_is_a_system_message(scripted):
+    with serve(scripted) as server:
+        messages = [{"role": "developer", "content": "be brief"}, *user("hi")]
+        client_for(server).chat.completions.create(model="x", messages=messages)
+    assert scripted.prompts[0][0] == {"role": "system", "content": "be brief"}
 
 
 def test_conversation_text_is_never_logged(scripted, capfd):
@@ -293,3 +392,11 @@ def test_a_prompt_that_cannot_fit_is_refused_but_a_crisis_is_still_answered():
     assert refused.value.body["code"] == "context_length_exceeded"
     assert "12356" in long_crisis.choices[0].message.content
     assert len(backend.prompts) == 1
+
+
+def test_urls_put_ipv6_hosts_in_brackets():
+    from anxin.serve import http_url
+
+    assert http_url("::1", 8000, "/v1") == "http://[::1]:8000/v1"
+    assert http_url("127.0.0.1", 7860, "/") == "http://127.0.0.1:7860/"
+    assert http_url("[::1]", 80) == "http://[::1]:80"

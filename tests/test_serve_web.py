@@ -19,46 +19,63 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
-def test_respond_streams_and_keeps_the_history():
+def send_and_reply(talk, message, history, session=""):
+    """Both steps of sending, as the page runs them."""
+    shown, kept, box, waiting = talk.accept(message, history)
+    return (shown, kept, box, waiting), list(talk.respond(waiting, kept, session))
+
+
+def test_the_message_shows_at_once_then_the_reply_streams():
     backend = ScriptedBackend(REPLY, piece=5)
-    talk = Conversations(Engine(backend, system_prompt="persona"))
-    steps = list(talk.respond("  hello  ", []))
-    shown, kept, box = steps[-1]
+    talk = Conversations(Engine(backend, system_prompt="persona"), typing="typing…")
+    (shown, kept, box, waiting), steps = send_and_reply(talk, "  hello  ", [])
+    # Step one: the user's message at once, with a typing indicator; the model not asked yet.
+    assert shown == [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "typing…"},
+    ]
+    assert kept == [] and box == "" and waiting == shown[:1]
+    # Step two: the reply grows in view and ends in the kept history.
+    final, kept = steps[-1]
     assert (
-        shown
+        final
         == kept
         == [
             {"role": "user", "content": "hello"},
             {"role": "assistant", "content": REPLY},
         ]
     )
-    assert box == "" and len(steps) > 1  # the reply grew in view
-    assert REPLY.startswith(steps[0][0][-1]["content"])
-    steps = list(talk.respond("and then?", kept))
+    assert len(steps) > 1 and REPLY.startswith(steps[0][0][-1]["content"])
+    send_and_reply(talk, "and then?", kept)
     assert [m["content"] for m in backend.prompts[-1]] == ["persona", "hello", REPLY, "and then?"]
-    assert list(talk.respond("   ", kept)) == [(kept, kept, "")]
+    assert talk.accept("   ", kept) == (kept, kept, "", None)
+    assert list(talk.respond(None, kept)) == [(kept, kept)]
     assert talk.turns == {}  # no per-session state is left behind
 
 
 def test_stop_ends_the_reply_early_and_reset_forgets():
     backend = ScriptedBackend("Some words. " * 20, piece=4)
     talk = Conversations(Engine(backend))
-    replies = talk.respond("hello", [], session="visitor")
+    *_, waiting = talk.accept("hello", [])
+    replies = talk.respond(waiting, [], session="visitor")
     next(replies)
     talk.stop("visitor")
-    *_, (shown, kept, _) = replies
+    *_, (shown, kept) = replies
     assert len(kept[-1]["content"]) < len(backend.reply)
     assert backend.stopped_early.is_set()
-    replies = talk.respond("hello again", kept, session="visitor")
+    *_, waiting = talk.accept("hello again", kept)
+    replies = talk.respond(waiting, kept, session="visitor")
     next(replies)
     assert talk.reset("visitor") == ([], [], "")
-    assert list(replies)[-1] == ([], [], "")  # a reply cut by Reset leaves nothing behind
+    assert list(replies)[-1] == ([], [])  # a reply cut by Reset leaves nothing behind
 
 
-def test_crisis_message_never_reaches_the_model_from_the_page():
+def test_crisis_is_answered_in_step_one_without_the_model_or_the_queue():
     backend = ScriptedBackend("MODEL WORDS")
-    *_, (shown, _, _) = Conversations(Engine(backend)).respond(CRISIS, [])
+    talk = Conversations(Engine(backend))
+    shown, kept, _, waiting = talk.accept(CRISIS, [])
     assert "12356" in shown[-1]["content"] and "MODEL WORDS" not in shown[-1]["content"]
+    assert waiting is None and kept == shown  # nothing is left for the queued step
     assert backend.prompts == []
 
 
@@ -163,3 +180,44 @@ def test_the_page_answers_a_crisis_without_the_model(page_url, browser):
     assert "really hard" not in seen[-1]
     assert all(CRISIS not in m["content"] for prompt in backend.prompts for m in prompt)
     tab.close()
+
+
+@pytest.mark.browser
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
+@browser_test
+def test_a_crisis_is_answered_while_the_model_is_busy_and_messages_show_at_once(browser):
+    import threading
+
+    backend = ScriptedBackend(REPLY, piece=4)
+    backend.hold = threading.Event()  # the one generation slot stays taken until released
+    page = build_page(Engine(backend), "zh", concurrency=1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = launch(page, "127.0.0.1", port, block=False)
+    try:
+        busy, other = browser.new_page(), browser.new_page()
+        busy.goto(url)
+        other.goto(url)
+        busy.fill("#message textarea", "hello")
+        busy.click("#send")
+        assert backend.started.wait(10)  # the model is now busy with the first visitor
+        started = time.monotonic()
+        other.fill("#message textarea", "I feel so tired")
+        other.click("#send")
+        # The second visitor's own message is shown at once, with the typing indicator...
+        other.locator('[data-testid="user"]').first.wait_for(timeout=3000)
+        assert "正在回复" in other.locator('[data-testid="bot"]').last.inner_text(timeout=3000)
+        shown_after = time.monotonic() - started
+        # ...and a crisis from a third visitor is answered though the queue is held.
+        third = browser.new_page()
+        third.goto(url)
+        started = time.monotonic()
+        seen = send(third, CRISIS, expect="12356", timeout=10)
+        crisis_after = time.monotonic() - started
+        assert "12356" in seen[-1]
+        assert not backend.hold.is_set() and len(backend.prompts) == 1  # still the first reply
+        assert shown_after < 3 and crisis_after < 5
+    finally:
+        backend.hold.set()
+        page.close()

@@ -162,6 +162,12 @@ def model_label(args: argparse.Namespace, engine: Engine | None = None) -> str:
     return Path(str(ref).rstrip("/")).name or "anxin"
 
 
+def http_url(host: str, port: int, path: str = "") -> str:
+    """An http URL for a host and port; IPv6 addresses go in brackets ([::1]:8000)."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}{path}"
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -8,10 +8,18 @@ Every reply goes through `Engine.stream`, so the persona, history window and car
 same as in the terminal and the web page. With `--upstream URL` the generation itself happens on
 another OpenAI-compatible server (see `anxin.serve.upstream`).
 
+The care layer answers first: every request is assessed before it takes a place in the
+generation queue, and a crisis gets the care layer's fixed reply at once, never a 429 and never
+a wait behind other people's replies.
+
 Safety of the service itself: it binds 127.0.0.1 unless an API key is set; at most
 `concurrency` replies are generated at once and `queue_size` more wait, anything beyond gets
-429 at once; oversized bodies and `max_tokens` answer 400 in OpenAI's error shape. Request
-bodies are never logged (uvicorn's access log is off too).
+429 at once (with Retry-After); oversized bodies and `max_tokens` answer 400 in OpenAI's error
+shape. Chat requests must be `Content-Type: application/json` (415 otherwise) and a request
+from a web page (an `Origin` header) is refused unless that origin was allowed with
+`--cors-origin`: without both rules, any page the user visits could start generations on a
+local server that has no key. A client that goes away stops its generation, streamed or not.
+Request bodies are never logged (uvicorn's access log is off too).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
@@ -24,10 +32,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anxin.serve import add_engine_arguments, engine_from_args, is_loopback, model_label
+from anxin.errors import ConfigError
+from anxin.serve import add_engine_arguments, engine_from_args, http_url, is_loopback, model_label
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -39,7 +50,7 @@ log = logging.getLogger("anxin.serve")
 EPILOG = """\
 examples:
   anxin serve --model smollm2 --adapter saves/smollm2-135m/lora/sft
-  anxin serve --model merged/ --host 0.0.0.0 --api-key "$KEY"        (a key is required off localhost)
+  anxin serve --model merged/ --host 0.0.0.0 --api-key-file key.txt  (a key is required off localhost)
   anxin serve --upstream http://gpu-box:8000/v1 --upstream-model anxin  (vLLM generates, anxin cares)
 
 then, with any OpenAI client:
@@ -56,10 +67,16 @@ class ApiError(Exception):
     """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
 
     def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
 
 
 class RequestGate:
@@ -76,6 +93,8 @@ class RequestGate:
         self.admitted = 0
         self.running = 0
         self.slots = asyncio.Semaphore(concurrency)
+        self.mean_reply_s = 5.0  # a running mean of how long a reply holds its slot
+        self._started: list[float] = []
 
     def admit(self) -> None:
         if self.admitted >= self.capacity:
@@ -84,8 +103,14 @@ class RequestGate:
                 f"the server is busy ({self.running} replies running, "
                 f"{self.admitted - self.running} waiting); retry in a moment",
                 code="queue_full",
+                headers={"Retry-After": str(self.retry_after())},
             )
         self.admitted += 1
+
+    def retry_after(self) -> int:
+        """Whole seconds until a place is likely free: the queue ahead, at the mean reply time."""
+        waves = (self.admitted - self.running) / self.concurrency + 1
+        return max(1, min(120, round(waves * self.mean_reply_s)))
 
     async def wait_for_slot(self) -> None:
         try:
@@ -94,14 +119,19 @@ class RequestGate:
             self.admitted -= 1
             raise
         self.running += 1
+        self._started.append(time.monotonic())
 
     def done(self) -> None:
+        if self._started:
+            took = time.monotonic() - self._started.pop(0)
+            self.mean_reply_s = 0.8 * self.mean_reply_s + 0.2 * took
         self.running -= 1
         self.admitted -= 1
         self.slots.release()
 
 
 _END = object()
+DISCONNECT_POLL_S = 0.25  # how often a non-streamed request checks that its client is still there
 
 
 class GenerationJob:
@@ -140,6 +170,19 @@ class GenerationJob:
         return await self.queue.get()
 
 
+class AnsweredJob:
+    """A reply the care layer already gave (no model, no queue), read like a GenerationJob."""
+
+    def __init__(self, reply):
+        from anxin.engine import Chunk
+
+        self.stop = threading.Event()
+        self.items = [Chunk(reply.text, reply), _END]
+
+    async def next(self):
+        return self.items.pop(0)
+
+
 def as_api_error(error: BaseException) -> ApiError:
     from anxin.engine import ContextTooLong
     from anxin.errors import UpstreamError
@@ -164,6 +207,7 @@ def create_app(
     max_request_bytes: int = 1_000_000,
     max_tokens_limit: int = 2048,
     language: str = "zh",
+    cors_origins: tuple[str, ...] = (),
 ) -> "FastAPI":
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -174,13 +218,22 @@ def create_app(
     from anxin.serve import protocol
 
     app = FastAPI(title="anxin", description="OpenAI-compatible API over the anxin Engine")
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     gate = RequestGate(concurrency, queue_size)
     disclaimer = safety.disclaimer(language)
     max_tokens_limit = min(max_tokens_limit, engine.backend.context_length - 1)
 
     def error_response(error: ApiError) -> JSONResponse:
         body = protocol.error_body(error.status, error.message, error.param, error.code)
-        return JSONResponse(body.model_dump(), status_code=error.status)
+        return JSONResponse(body.model_dump(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, error: ApiError):
@@ -194,7 +247,19 @@ def create_app(
     async def on_http_error(request: Request, error: HTTPException):
         return error_response(ApiError(error.status_code, str(error.detail)))
 
+    def require_allowed_origin(request: Request) -> None:
+        # Browsers send Origin on cross-site requests; SDKs and curl send none.
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in cors_origins:
+            raise ApiError(
+                403,
+                f"requests from web pages at {origin} are not allowed; start the server with "
+                "--cors-origin ORIGIN to allow one",
+                code="origin_not_allowed",
+            )
+
     def require_key(request: Request) -> None:
+        require_allowed_origin(request)
         if api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -228,18 +293,37 @@ def create_app(
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
     async def chat_completions(request: Request):
+        require_json(request)
         body = await read_limited(request, max_request_bytes)
         chat = parse_request(body, max_tokens_limit)
         messages, overrides = chat.conversation(), chat.settings_overrides()
         check_request(engine, messages, overrides)
-        gate.admit()
-        await gate.wait_for_slot()
-        job = GenerationJob(engine, messages, overrides, gate.done)
+        # The care layer first: a crisis is answered here, before (and whatever) the queue.
+        assessment = await asyncio.to_thread(engine.assess, messages)
+        if (answer := engine.care_reply(assessment)) is not None:
+            job = AnsweredJob(answer)
+        else:
+            gate.admit()
+            await gate.wait_for_slot()
+            overrides["assessment"] = assessment
+            job = GenerationJob(engine, messages, overrides, gate.done)
         if chat.stream:
             return await stream_response(job, chat, model_name)
-        return await complete_response(job, model_name)
+        return await complete_response(job, model_name, request)
 
     return app
+
+
+def require_json(request) -> None:
+    """415 for anything but a JSON body: a form or text/plain POST is what a cross-site page can
+    send without asking the browser first."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json, not {kind or 'missing'}",
+            code="unsupported_media_type",
+        )
 
 
 async def read_limited(request, limit: int) -> bytes:
@@ -268,8 +352,14 @@ def parse_request(body: bytes, max_tokens_limit: int):
         chat = ChatCompletionRequest.model_validate_json(body)
     except ValidationError as error:
         first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            raise ApiError(400, f"the request body is not valid JSON: {first['msg']}") from None
         param = ".".join(str(part) for part in first["loc"]) or None
-        raise ApiError(400, f"{param}: {first['msg']}", param=param) from None
+        where = f"{param}: " if param else ""
+        raise ApiError(400, f"{where}{first['msg']}", param=param) from None
+    if refused := chat.unsupported():
+        param, why = refused
+        raise ApiError(400, why, param=param, code="unsupported_parameter")
     wanted = chat.wanted_max_tokens()
     if wanted is not None and wanted > max_tokens_limit:
         param = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
@@ -307,14 +397,30 @@ def care_note(reply):
     )
 
 
-async def complete_response(job: GenerationJob, model_name: str):
+async def complete_response(job, model_name: str, request=None):
+    """The whole reply as one JSON body. While it is being generated the client is watched: one
+    that goes away stops the generation (it would hold the generation slot for nobody)."""
     from anxin.serve import protocol
 
     reply = None
-    while (item := await job.next()) is not _END:
+    waiting = asyncio.ensure_future(job.next())
+    checked = time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+        if request is not None and time.monotonic() - checked >= DISCONNECT_POLL_S:
+            checked = time.monotonic()
+            if await request.is_disconnected():
+                job.stop.set()
+        if not done:
+            continue
+        item = waiting.result()
+        if item is _END:
+            break
         if isinstance(item, BaseException):
+            job.stop.set()
             raise as_api_error(item)
         reply = item.reply or reply
+        waiting = asyncio.ensure_future(job.next())
     if reply is None:
         raise ApiError(500, "generation ended without a reply")
     return protocol.ChatCompletion(
@@ -330,7 +436,7 @@ async def complete_response(job: GenerationJob, model_name: str):
     )
 
 
-async def stream_response(job: GenerationJob, chat, model_name: str):
+async def stream_response(job, chat, model_name: str):
     """SSE chunks in OpenAI's order: role, content pieces, finish, optional usage, [DONE].
 
     The first item is awaited before answering, so a conversation refused or an upstream that is
@@ -404,7 +510,7 @@ class BackgroundServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.port = self.socket.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = http_url(host, self.port)
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, timeout_graceful_shutdown=3
         )
@@ -442,8 +548,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000)
     http.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer KEY' with the key read from FILE (first line); "
+        "or set $ANXIN_API_KEY. A key is needed off localhost",
+    )
+    http.add_argument(
         "--api-key",
-        help="require 'Authorization: Bearer KEY' (default: $ANXIN_API_KEY); needed off localhost",
+        help="the key itself (visible to other users in `ps`: prefer --api-key-file or "
+        "$ANXIN_API_KEY)",
+    )
+    http.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow requests from web pages at ORIGIN (e.g. http://localhost:3000); repeatable. "
+        "Requests from any other page are refused",
     )
     http.add_argument(
         "--served-model-name", help="the model id clients see (default: the folder's name)"
@@ -462,19 +583,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def read_api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file, $ANXIN_API_KEY or (with a warning) --api-key."""
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text(encoding="utf-8").strip().splitlines()
+        except OSError as error:
+            raise ConfigError(
+                f"{args.api_key_file}: cannot read the key ({error.strerror})"
+            ) from None
+        if not key or not key[0].strip():
+            raise ConfigError(f"{args.api_key_file}: the key file is empty")
+        return key[0].strip()
+    if args.api_key:
+        print(
+            "anxin serve: warning: a key on the command line is visible to every user of this "
+            "machine (ps); use --api-key-file or $ANXIN_API_KEY",
+            file=sys.stderr,
+        )
+        return args.api_key
+    return os.environ.get("ANXIN_API_KEY") or None
+
+
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anxin import safety
 
-    api_key = args.api_key or os.environ.get("ANXIN_API_KEY")
+    api_key = read_api_key(args)
     if not is_loopback(args.host) and not api_key:
-        print(
-            f"anxin serve: error: binding {args.host} exposes the API beyond this machine; "
-            "set --api-key (or $ANXIN_API_KEY), or keep --host 127.0.0.1",
-            file=sys.stderr,
+        raise ConfigError(
+            f"binding {args.host} exposes the API beyond this machine; set --api-key-file "
+            "(or $ANXIN_API_KEY), or keep --host 127.0.0.1"
         )
-        return 2
     engine = engine_from_args(args)
     concurrency = args.concurrency or (16 if args.upstream else 1)
     app = create_app(
@@ -486,8 +627,9 @@ def main(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_tokens_limit=args.max_tokens_limit,
         language=args.language,
+        cors_origins=tuple(args.cors_origin),
     )
     print(safety.disclaimer(args.language), file=sys.stderr)
-    print(f"anxin: serving on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    print(f"anxin: serving on {http_url(args.host, args.port, '/v1')}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     return 0

@@ -2,9 +2,12 @@
 
 Only what anxin serves is modelled: `/v1/models`, `/v1/chat/completions` (plain and streamed as
 server-sent events) and OpenAI's error shape. Unknown request fields are ignored, as OpenAI-
-compatible servers do, so existing clients work unchanged. Two sampling extensions that vLLM
-also accepts are honoured: `top_k` and `repetition_penalty`. Responses carry an `anxin` field
-saying what the care layer did (levels and actions only, never text).
+compatible servers do, so existing clients work unchanged; but a request that asks for
+something anxin cannot do (tools, structured output, log-probabilities, stop sequences) is
+refused with a 400 naming the parameter rather than answered as if it had been honoured. The
+`developer` role is read as `system`, as OpenAI does. Two sampling extensions that vLLM also
+accepts are honoured: `top_k` and `repetition_penalty`. Responses carry an `anxin` field saying
+what the care layer did (levels and actions only, never text).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant"]
 
 
 class TextPart(BaseModel):
@@ -57,6 +60,38 @@ class ChatCompletionRequest(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0)
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1)
+    # Accepted only to be refused with a clear message (see `unsupported`).
+    tools: list | None = None
+    tool_choice: str | dict | None = None
+    functions: list | None = None
+    function_call: str | dict | None = None
+    response_format: dict | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict | None = None
+    stop: str | list[str] | None = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(parameter, why) for the first thing asked that anxin cannot honour, else None."""
+        asked = {
+            "tools": self.tools,
+            "tool_choice": self.tool_choice not in (None, "none") and self.tool_choice,
+            "functions": self.functions,
+            "function_call": self.function_call not in (None, "none") and self.function_call,
+            "response_format": (self.response_format or {}).get("type", "text") != "text",
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "logit_bias": self.logit_bias,
+            "stop": self.stop,
+        }
+        why = {
+            "response_format": "structured output is not supported; only text replies",
+            "stop": "stop sequences are not supported; replies end at the model's end of turn",
+        }
+        for name, value in asked.items():
+            if value:
+                return name, why.get(name, f"{name} is not supported by anxin")
+        return None
 
     def wanted_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -74,7 +109,11 @@ class ChatCompletionRequest(BaseModel):
         return {key: value for key, value in fields.items() if value is not None}
 
     def conversation(self) -> list[dict]:
-        return [{"role": m.role, "content": m.content} for m in self.messages]
+        """The messages as the Engine reads them; `developer` is OpenAI's newer name for system."""
+        return [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.content}
+            for m in self.messages
+        ]
 
 
 class Usage(BaseModel):
@@ -178,7 +217,9 @@ class ErrorResponse(BaseModel):
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
     503: "server_error",

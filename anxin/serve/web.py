@@ -3,6 +3,12 @@
 The page streams replies, has Stop and Reset buttons, and keeps each visitor's conversation in
 their own session state only (nothing is logged or stored on the server). Every reply goes
 through `Engine.stream`, so the care layer is the same as in the terminal and the API.
+
+Sending is two steps. The first runs at once for every visitor (no queue): it shows the
+message with a typing indicator and asks the care layer, which answers a crisis right there.
+Only then does the second step wait for the model, in the one queue shared by all visitors;
+so a person in crisis never waits behind other people's replies, and nobody stares at an
+empty page while their message is queued.
 """
 
 # No `from __future__ import annotations` here: Gradio reads the handlers' `gr.Request`
@@ -15,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from anxin.serve import add_engine_arguments, engine_from_args, is_loopback
+from anxin.serve import add_engine_arguments, engine_from_args, http_url, is_loopback
 
 if TYPE_CHECKING:
     from anxin.engine import Engine
@@ -37,6 +43,7 @@ LABELS = {
         "hotlines": "需要帮助时",
         "checked": "号码核对于",
         "chat": "对话",
+        "typing": "正在回复……",
     },
     "en": {
         "title": "anxin · AI companion",
@@ -47,6 +54,7 @@ LABELS = {
         "hotlines": "If you need help now",
         "checked": "numbers checked on",
         "chat": "Conversation",
+        "typing": "typing…",
     },
 }
 
@@ -80,19 +88,34 @@ class Conversations:
     progress per session, so Stop and Reset can end it cleanly (care layer included).
     """
 
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: "Engine", typing: str = "…"):
         self.engine = engine
+        self.typing = typing
         self.turns: dict[str, _Turn] = {}
 
-    def respond(
-        self, message: str, history: list[dict], session: str = ""
-    ) -> Iterator[tuple[list[dict], list[dict], str]]:
-        """Yield (chat shown, history kept, text box) as the reply grows."""
+    def accept(self, message: str, history: list[dict]):
+        """Step one, never queued: (chat shown, history kept, text box, waiting conversation).
+
+        The message appears at once with a typing indicator; a crisis is answered here by the
+        care layer (nothing is left waiting for the model)."""
         message = (message or "").strip()
         if not message:
-            yield history, history, ""
-            return
+            return history, history, "", None
         conversation = [*history, {"role": "user", "content": message}]
+        answer = self.engine.care_reply(self.engine.assess(conversation))
+        if answer is not None:
+            answered = [*conversation, {"role": "assistant", "content": answer.text}]
+            return answered, answered, "", None
+        waiting = [*conversation, {"role": "assistant", "content": self.typing}]
+        return waiting, history, "", conversation
+
+    def respond(
+        self, conversation: list[dict] | None, history: list[dict], session: str = ""
+    ) -> Iterator[tuple[list[dict], list[dict]]]:
+        """Step two, in the model's queue: yield (chat shown, history kept) as the reply grows."""
+        if conversation is None:  # nothing waits: an empty message, or answered in step one
+            yield history, history
+            return
         turn = self.turns[session] = _Turn()
         text = ""
         try:
@@ -100,13 +123,13 @@ class Conversations:
                 if turn.forgotten:
                     break
                 text = chunk.reply.text if chunk.reply else text + chunk.delta
-                shown = [*conversation, {"role": "assistant", "content": text}]
-                yield shown, shown, ""
+                shown = [*conversation, {"role": "assistant", "content": text or self.typing}]
+                yield shown, shown
         finally:
             if self.turns.get(session) is turn:
                 del self.turns[session]
         if turn.forgotten:
-            yield [], [], ""  # Reset won the race against the last pieces of the reply
+            yield [], []  # Reset won the race against the last pieces of the reply
 
     def stop(self, session: str = "") -> None:
         if session in self.turns:
@@ -126,10 +149,10 @@ def build_page(engine: "Engine", language: str = "zh", concurrency: int = 1):
     from anxin import safety
 
     labels = LABELS[language]
-    talk = Conversations(engine)
+    talk = Conversations(engine, labels["typing"])
 
-    def respond(message, history, request: gr.Request):
-        yield from talk.respond(message, history, request.session_hash or "")
+    def respond(conversation, history, request: gr.Request):
+        yield from talk.respond(conversation, history, request.session_hash or "")
 
     def stop(request: gr.Request):
         talk.stop(request.session_hash or "")
@@ -141,6 +164,7 @@ def build_page(engine: "Engine", language: str = "zh", concurrency: int = 1):
         gr.Markdown(f"## {labels['title']}")
         gr.Markdown(safety.disclaimer(language), elem_id="disclaimer")
         history = gr.State([])
+        waiting = gr.State(None)  # the conversation accepted in step one, until it is answered
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -163,11 +187,24 @@ def build_page(engine: "Engine", language: str = "zh", concurrency: int = 1):
                     reset_button = gr.Button(labels["reset"], elem_id="reset")
             with gr.Column(scale=1):
                 gr.Markdown(hotline_markdown(language), elem_id="hotlines")
-        chat_io = dict(inputs=[box, history], outputs=[chatbot, history, box])
         private = dict(api_visibility="private")  # the page's own calls, not a public API
         for trigger in (box.submit, send.click):
+            # Step one runs for everyone at once (no queue): see the module doc.
             trigger(
-                respond, **chat_io, concurrency_limit=concurrency, concurrency_id="reply", **private
+                talk.accept,
+                inputs=[box, history],
+                outputs=[chatbot, history, box, waiting],
+                concurrency_limit=None,
+                show_progress="hidden",
+                **private,
+            ).then(
+                respond,
+                inputs=[waiting, history],
+                outputs=[chatbot, history],
+                concurrency_limit=concurrency,
+                concurrency_id="reply",
+                show_progress="hidden",
+                **private,
             )
         # Stop and Reset must work while a reply is still streaming: no concurrency limit.
         stop_button.click(stop, concurrency_limit=None, **private)
@@ -187,6 +224,9 @@ def launch(
 ) -> str:
     """Serve the page; with block=False return its URL at once (tests, notebooks)."""
     page.queue(max_size=queue_size)
+    url = http_url(host, port, "/")
+    if block:
+        print(f"anxin: the page is at {url}", file=sys.stderr)
     page.launch(
         server_name=host,
         server_port=port,
@@ -194,9 +234,9 @@ def launch(
         prevent_thread_lock=not block,
         ssr_mode=False,  # no Node.js server beside Python
         footer_links=["gradio", "settings"],
-        quiet=not block,
+        quiet=True,  # no share=True hint: a counselling page is not for a public link
     )
-    return f"http://{host}:{port}/"
+    return url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
