@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anxin.safety import CrisisDetector, check_reply
+from anxin.safety.rules import expand
 
 MIN_EXCHANGES, MAX_EXCHANGES = 2, 8
 # Bounds on one assistant turn, in characters. The writing target is 50..220 Chinese characters;
@@ -41,24 +42,14 @@ HELP_NUMBERS = re.compile(
     r"(?<![\d-])(12356|400-?161-?9995|010-?82951332|988|120|110|911)(?![\d-])"
 )
 
-_DRUGS_ZH = (
-    r"(舍曲林|氟西汀|帕罗西汀|艾司西酞普兰|西酞普兰|文拉法辛|度洛西汀|米氮平|安非他酮|"
-    r"阿普唑仑|劳拉西泮|氯硝西泮|地西泮|艾司唑仑|唑吡坦|右佐匹克隆|佐匹克隆|思诺思|"
-    r"奥氮平|喹硫平|阿立哌唑|碳酸锂|丙戊酸|褪黑素|安眠药|安定片|抗抑郁药|镇静剂)"
-)
-_DRUGS_EN = (
-    r"(sertraline|zoloft|fluoxetine|prozac|paroxetine|escitalopram|lexapro|citalopram|"
-    r"venlafaxine|duloxetine|mirtazapine|bupropion|alprazolam|xanax|lorazepam|ativan|"
-    r"clonazepam|diazepam|valium|zolpidem|ambien|quetiapine|lithium|melatonin|"
-    r"sleeping pills?|antidepressants?|benzos?)"
-)
-_AMOUNT = r"(\d+(\.\d+)?|[一二两三四五六七八九十半几]+)\s*(毫克|mg|微克|片|粒|颗|瓶|盒)"
+# Drug names, amounts and diagnoses: the care layer's one lexicon (anxin/safety/rules/
+# lexicon.yaml), which the reply guard and the crisis detector read too.
+_DRUGS_ZH = expand("({medications_zh})")
+_DRUGS_EN = expand("({medications_en})")
+_AMOUNT = expand("({quantity})")
 # A negation just before "你" turns a diagnosis into a reassurance ("这不代表你有抑郁症").
 _NOT_A_DIAGNOSIS = r"(?<!不代表)(?<!不等于)(?<!不是说)(?<!不意味着)(?<!并不是)"
-_DISORDERS_EN = (
-    r"(clinical depression|depression|an? anxiety disorder|anxiety disorder|a panic disorder|"
-    r"panic disorder|bipolar( disorder)?|ptsd|ocd|an eating disorder|insomnia disorder)"
-)
+_DISORDERS_EN = expand(r"((?:an?\s+)?{disorders_en})")
 
 # The rubric's forbidden content, as (name, pattern, message). Applied to assistant turns only:
 # a person may say anything; the counsellor may not.

@@ -45,6 +45,7 @@ import numpy as np
 
 from anxin.atomic import atomic_path
 from anxin.safety.detector import CRISIS_CATEGORIES, matching_text
+from anxin.safety.rules import rulebook
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 TRAIN_FILE = RESOURCES / "crisis_train.jsonl"
@@ -83,51 +84,12 @@ _DIGITS = re.compile(r"\d")
 _LATIN_WORDS = re.compile(r"[a-z][a-z']*")
 _CLAUSE_BREAK = re.compile(r"[,.;:。!?，；：！？\n…~]")
 
-# Coarse word classes: a synonym the training file never used still lights up its class.
-# They are cues for the model to weigh, not rules: 死 is in DEATH and in 累死了 alike.
-_WORD_CLASSES = {
-    "DEATH": r"死|自杀|轻生|紫砂|自鲨|鲨了|噶|寻短见|了断|了结|一了百了|去世|不在了|离开这个世界|"
-    r"离开这个人间|消失|解脱|长眠|投胎|下辈子|\bsuicid\w*|\bkill\s*my\s*self|\bkms\b|\bdie\b|"
-    r"\bdying\b|\bdead\b|\bdeath\b|\bend\s+(?:it|my\s+life|everything|things)|\bunalive|"
-    r"\boff\s+myself",
-    "NO_LIFE": r"不想活|活不下去|不活|活够|活腻|不想存在|不想醒|不要醒|不醒|活着(?:没|有什么|干嘛|到底)|"
-    r"为什么(?:还)?(?:要)?活|不配活|\bdon'?t\s+want\s+to\s+(?:live|be\s+alive|exist|be\s+here|wake)|"
-    r"\bnot\s+(?:be\s+)?(?:alive|exist)|\bnever\s+wake|\bnot\s+wake|\bno\s+(?:reason|point)\b",
-    "WISH": r"想|要|打算|准备|决定|计划|希望|宁愿|恨不得|盼|但愿|\bwant|\bwanna|\bwish|\bhope|"
-    r"\bgoing\s+to|\bgonna|\bplan|\bready|\bdecided|\bthinking\s+(?:about|of)",
-    "SELF": r"我|自己|\bi\b|\bi'm|\bim\b|\bme\b|\bmy\b|\bmyself\b",
-    "NEGATION": r"不|没|别|\bnever\b|\bnot\b|n't\b|\bno\b",
-    "OTHER": r"他|她|他们|朋友|同学|室友|同事|妹妹|弟弟|哥哥|姐姐|孩子|女儿|儿子|\bhe\b|\bshe\b|"
-    r"\bthey\b|\bfriend|\bbrother|\bsister|\bson\b|\bdaughter",
-    "MEDIA": r"新闻|电影|电视|小说|剧|纪录片|游戏|微博|热搜|书|歌|历史|\bmovie|\bnews|\bbook|\bnovel|"
-    r"\bshow\b|\bgame|\bdocumentary|\bsong|\bpodcast",
-    "MEANS": r"药|农药|百草枯|绳|刀|炭|煤气|楼顶|天台|顶楼|桥|江|河|海|铁轨|悬崖|窗台|阳台|跳|上吊|割腕|"
-    r"\bpills?\b|\brope|\bgun\b|\bknife|\bblade|\bbridge|\broof|\bjump|\boverdos|\bnoose|"
-    r"\bledge|\btracks\b|\bbleach",
-    "AMOUNT": r"多少|几|多高|多深|多久|致死|致命|\bhow\s+(?:many|much|high|deep|long)|\blethal|"
-    r"\bfatal|\bdose",
-    "INJURY": r"划|割|烫|掐|咬|撞|抓|扎|刺|自残|自伤|伤害|\bcut|\bburn|\bscratch|\bhurt|\bharm|"
-    r"\bcarv|\bbleed",
-    "BODY": r"手腕|手臂|胳膊|大腿|皮肤|血|伤口|疤|手背|\bwrists?\b|\barms?\b|\bthighs?\b|\bskin\b|"
-    r"\bblood|\bbleed",
-    "FAREWELL": r"再见|告别|道别|永别|最后|遗书|遗言|托付|照顾好|对不起|原谅|谢谢你|送给|留给|晚安|"
-    r"\bgoodbye|\blast\b|\bnote\b|\bletters?\b|\bsorry|\btake\s+care\s+of|\bthank\s+you|\bforgive",
-    "NOW": r"今晚|今天|明天|现在|马上|此刻|等会|天黑|\btonight|\btoday|\btomorrow|\bnow\b",
-    "EVERYDAY": r"累|热|冷|困|饿|笑|气|烦|吵|丑|痛|疼|急|吓|尴尬|无聊|忙|羡慕|馋|渴|穷|胖|懒|美|帅|萌|甜|难",
-    "JOKE": r"哈哈|哈|笑|开玩笑|玩笑|😂|🤣|\blol\b|\blmao|\bhaha|\bjk\b|\bjoking|\bkidding",
-    "KILL": r"杀|砍|捅|弄死|打死|毒死|掐死|下毒|放火|同归于尽|\bkill|\bstab|\bshoot|\bmurder|"
-    r"\bpoison|\bstrangl",
-    "ASSAULT": r"打我|揍|踢|掐|推|扇|锁|关在|跟踪|堵|威胁|强迫|摸我|\bhits?\s+me|\bbeats?\s+me|"
-    r"\bbeat\b|\bpunch|\bkick|\bchok|\blocked|\bfollow|\bthreat|\btouch",
-    "FEAR": r"怕|害怕|恐惧|担心|\bscared|\bafraid|\bterrified|\bworried",
-    "PAST": r"以前|曾经|小时候|过去|那时|初中|高中|几年前|\bused\s+to|\byears\s+ago|\bwhen\s+i\s+was",
-    "RECOVERY": r"好多了|走出来|康复|现在(?:很|挺)?好|好起来|\bbetter\s+now|\bclean\b|\brecover",
-    "TOPIC": r"论文|研究|课|文章|讲座|怎么帮|如何帮|怎么判断|如何|\bpaper|\barticle|\bclass|"
-    r"\bhow\s+(?:do|can)\s+i\s+help|\bsigns\s+of|\bthesis",
-    "CARE": r"医生|医院|咨询|心理|治疗|热线|\bdoctor|\btherap|\bhotline|\bcounsel",
-    "PRESCRIBED": r"医生|开了|按时|一片|半片|医嘱|处方|复诊|\bprescri|\bdoctor|\bpsychiatrist|\bmg\b",
-}
-_WORD_CLASS_PATTERNS = tuple((name, re.compile(pattern)) for name, pattern in _WORD_CLASSES.items())
+# Coarse word classes (DEATH, WISH, MEANS, NEGATION, ...) from the shared lexicon
+# (rules/lexicon.yaml, word_classes): a synonym the training file never used still lights up its
+# class. They are features of the shipped weights: edit them only together with retraining.
+_WORD_CLASS_PATTERNS = tuple(
+    (name, re.compile(pattern)) for name, pattern in rulebook().word_classes.items()
+)
 
 
 def _word_class_pieces(normal: str) -> set[str]:
