@@ -221,8 +221,10 @@ def launch(
     auth: tuple[str, str] | None = None,
     queue_size: int = 16,
     block: bool = True,
+    **options,
 ) -> str:
-    """Serve the page; with block=False return its URL at once (tests, notebooks)."""
+    """Serve the page; with block=False return its URL at once (tests, notebooks). `options`
+    go to Gradio's launch as they are (the board passes its css)."""
     page.queue(max_size=queue_size)
     url = http_url(host, port, "/")
     if block:
@@ -235,6 +237,7 @@ def launch(
         ssr_mode=False,  # no Node.js server beside Python
         footer_links=["gradio", "settings"],
         quiet=True,  # no share=True hint: a counselling page is not for a public link
+        **options,
     )
     return url
 
