@@ -2,7 +2,7 @@
 
 Everything anxin produces (converted data, cached models, checkpoints, reports) goes through
 these helpers: write next to the target under a temporary name, then rename, which is atomic
-on one filesystem.
+on one filesystem. Files that hold conversation text can be written `private` (0600).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from anxin.errors import OutputError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -23,19 +25,30 @@ def _current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike, suffix: str = "", private: bool = False
+) -> Iterator[Path]:
     """Yield a temporary file path beside `target`; rename it onto `target` on success.
 
-    On any exception the temporary file is removed and `target` is left untouched.
+    On any exception the temporary file is removed and `target` is left untouched. A target
+    that is a folder, or a place that cannot be created or written, raises OutputError naming
+    it before anything is written. `private` keeps the file readable by its owner only (0600):
+    for conversation text.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
-    )
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder; give a file name to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
+        )
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write here ({error.strerror})") from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; results are shared files
+    if not private:  # mkstemp makes 0600; other results are shared files
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -44,8 +57,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_text(target: str | os.PathLike, text: str) -> None:
-    with atomic_path(target) as tmp:
+def write_text(target: str | os.PathLike, text: str, private: bool = False) -> None:
+    with atomic_path(target, private=private) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -53,10 +66,10 @@ def write_json(target: str | os.PathLike, obj) -> None:
     write_text(target, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def write_jsonl(target: str | os.PathLike, records: Iterable[dict]) -> int:
+def write_jsonl(target: str | os.PathLike, records: Iterable[dict], private: bool = False) -> int:
     """Write one JSON object per line; returns the number of lines written."""
     count = 0
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(target, private=private) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
@@ -70,8 +83,13 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     An existing `target` is replaced only after the new folder is complete.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target}: is a file; give a folder to write into")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write here ({error.strerror})") from None
     try:
         yield tmp
         if target.exists():

@@ -171,15 +171,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(config_cls: type, values: dict[str, Any], source: str = "config"):
-    """Route flat `values` to their sections, coerce types, construct and validate."""
+def build_config(
+    config_cls: type,
+    values: dict[str, Any],
+    source: str = "config",
+    key_sources: dict[str, str] | None = None,
+):
+    """Route flat `values` to their sections, coerce types, construct and validate.
+
+    `key_sources` says where each key came from when not all came from `source` (a YAML file
+    and command-line overrides), so an unknown key is blamed on the right one."""
     owners = field_owners(config_cls)
     per_section: dict[str, dict[str, Any]] = {name: {} for name in _section_types(config_cls)}
     for key, value in values.items():
         if key not in owners:
             hint = closest_key(key, list(owners))
             suggestion = f"; did you mean '{hint}'?" if hint else ""
-            raise ConfigError(f"{source}: unknown key '{key}'{suggestion}")
+            where = (key_sources or {}).get(key, source)
+            raise ConfigError(f"{where}: unknown key '{key}'{suggestion}")
         section_name, f, type_ = owners[key]
         per_section[section_name][key] = coerce(value, type_, key)
     built = {}
@@ -201,8 +210,10 @@ def load_config(config_cls: type, path: str | Path | None = None, overrides: lis
     if path is not None:
         values.update(read_yaml(path))
         source = str(path)
-    values.update(parse_overrides(list(overrides)))
-    return build_config(config_cls, values, source)
+    from_command_line = parse_overrides(list(overrides))
+    values.update(from_command_line)
+    key_sources = {key: "command line" for key in from_command_line}
+    return build_config(config_cls, values, source, key_sources)
 
 
 def flatten(config) -> dict[str, Any]:

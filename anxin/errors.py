@@ -45,6 +45,10 @@ class DataError(AnxinError, ValueError):
         return f"{where}: {self.field}: {self.problem}"
 
 
+class OutputError(AnxinError, OSError):
+    """A result cannot be written where asked (a folder, a missing or read-only place)."""
+
+
 class ModelError(AnxinError, RuntimeError):
     """A model could not be found, fetched or loaded; the message says what to do."""
 

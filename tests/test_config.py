@@ -76,3 +76,15 @@ def test_describe_lists_every_key_with_help():
     for key in ("model_name_or_path", "template", "learning_rate", "lora_target", "bf16"):
         assert key in text
     assert "peak learning rate" in text and "default 5e-05" in text
+
+
+def test_an_unknown_override_is_blamed_on_the_command_line(tmp_path):
+    from anxin.train.config import TrainConfig
+
+    good = tmp_path / "good.yaml"
+    good.write_text("learning_rate: 1.0e-4\n")
+    with pytest.raises(ConfigError, match=r"^command line: unknown key 'lerning_rate'"):
+        load_config(TrainConfig, good, ["lerning_rate=1"])
+    good.write_text("lerning_rate: 1.0e-4\n")
+    with pytest.raises(ConfigError, match=r"good.yaml: unknown key 'lerning_rate'"):
+        load_config(TrainConfig, good, [])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import anxin.data
-from anxin.data import commands
+from anxin import cli
 from anxin.data.commands import dialogue_stats, measure
 from anxin.data.registry import load_datasets
 
@@ -20,9 +19,8 @@ CORPORA = Path(__file__).parent / "fixtures" / "corpora"
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="anxin data")
-    commands.add_arguments(parser)
-    return commands.main(parser.parse_args([str(a) for a in argv]))
+    """`anxin data ...` through the real command line (bad input: one line, status 2)."""
+    return cli.main(["data", *[str(a) for a in argv]])
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -71,11 +69,17 @@ def test_convert_smilechat_and_register(tmp_path, capsys):
 
 def test_convert_writes_nothing_when_input_is_invalid(tmp_path, capsys):
     out = tmp_path / "out.jsonl"
-    assert run("convert", "-f", "messages", write_bad_copy(tmp_path), "-o", out) == 1
+    assert run("convert", "-f", "messages", write_bad_copy(tmp_path), "-o", out) == 2
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [tmp_path / "bad.jsonl"]  # no temporary left behind
     error = capsys.readouterr().err
-    assert "bad.jsonl:3: messages[1].content: is empty" in error
+    assert error.count("\n") == 1 and "bad.jsonl:3: messages[1].content: is empty" in error
+
+
+def test_converted_conversations_are_private_files(tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert run("convert", CORPORA / "messages.jsonl", "-o", out) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
 
 
 def test_convert_skip_invalid_counts_reasons_and_duplicates(tmp_path, capsys):
@@ -101,7 +105,7 @@ def test_check_exit_codes(tmp_path, capsys):
     assert "FAILED" in captured.out and "bad.jsonl:3: messages[1].content" in captured.err
     assert run("check", CORPORA / "smilechat", "--no-repair") == 1
     assert "2.json:1: messages[1].role: expected assistant after user" in capsys.readouterr().err
-    assert run("check", tmp_path / "missing.jsonl") == 1
+    assert run("check", tmp_path / "missing.jsonl") == 2
     assert "no such file or folder" in capsys.readouterr().err
 
 

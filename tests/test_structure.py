@@ -94,9 +94,12 @@ def test_no_import_cycles_outside_the_care_layer():
     assert outside == []
 
 
-@pytest.mark.parametrize("leaf", ["anxin.errors", "anxin.generation", "anxin.atomic"])
-def test_leaves_import_nothing_from_anxin(leaf):
-    assert import_graph()[leaf] == set()
+@pytest.mark.parametrize(
+    "leaf, allowed",
+    [("anxin.errors", set()), ("anxin.generation", set()), ("anxin.atomic", {"anxin.errors"})],
+)
+def test_leaves_import_nothing_from_anxin(leaf, allowed):
+    assert import_graph()[leaf] <= allowed
 
 
 @pytest.mark.parametrize(

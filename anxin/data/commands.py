@@ -18,7 +18,7 @@ from typing import Any
 
 from anxin.atomic import atomic_path, write_jsonl
 from anxin.data.readers import READERS, REPAIR_BY_DEFAULT, detect_format, read_records
-from anxin.data.record import CheckReport, DataError, check_records
+from anxin.data.record import CheckReport, check_records, location
 from anxin.data.registry import canonical_entry, register_dataset
 
 FORMAT_CHOICES = ["auto", *READERS]
@@ -112,7 +112,8 @@ def run_convert(args: argparse.Namespace) -> int:
         args.source, args.format, skip_invalid=args.skip_invalid, repair=args.repair
     )
     # Everything is read and checked before this point, so a bad input writes nothing.
-    written = write_jsonl(args.output, records)
+    # Conversations are the most private text there is: the file is the owner's only (0600).
+    written = write_jsonl(args.output, records, private=True)
     print_problems(report)
     print(f"format {fmt}: {report.summary()}")
     print(f"wrote {written} dialogues to {args.output}")
@@ -158,6 +159,7 @@ def run_check(args: argparse.Namespace) -> int:
     )
     print_problems(report, args.max_problems)
     print(f"format {fmt}: {report.summary()}")
+    warn_long_turns(records)
     failed = bool(report.problems)
     if args.rubric:
         from anxin.data.rubric import check_rubric  # written separately; imported on demand
@@ -171,12 +173,37 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# A turn this long is almost surely a mistake (a whole book pasted in, a broken export): training
+# would cut it to cutoff_len tokens anyway. It is legal data, so it is a warning, not a failure.
+LONG_TURN_CHARACTERS = 20_000
+
+
+def warn_long_turns(records: list[dict], limit: int = LONG_TURN_CHARACTERS) -> int:
+    """Warn about messages longer than `limit` characters, naming where the first one is."""
+    long = [
+        (record, i, len(message["content"]))
+        for record in records
+        for i, message in enumerate(record["messages"])
+        if len(message["content"]) > limit
+    ]
+    if long:
+        record, i, size = long[0]
+        file, line = location(record)
+        where = f"{file}:{line}: " if file else ""
+        print(
+            f"warning: {len(long)} messages longer than {limit:,} characters, e.g. "
+            f"{where}messages[{i}] ({size:,} characters); training keeps cutoff_len tokens",
+            file=sys.stderr,
+        )
+    return len(long)
+
+
 def is_pair_file(path: str | Path) -> bool:
     """Whether `path` is a JSONL file of preference pairs (its first record has chosen/rejected)."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".jsonl":
         return False
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:  # the readers name bad bytes
         first = next((line for line in handle if line.strip()), "")
     try:
         record = json.loads(first)
@@ -410,10 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Bad input raises DataError (and unwritable output OutputError): `anxin.cli` prints it as
+    one line with exit status 2. Status 1 means the data was read and has problems."""
     runners = {name: run for name, (_, _, run) in SUBCOMMANDS.items()} | {"download": run_download}
-    run = runners[args.data_command]
-    try:
-        return run(args)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return runners[args.data_command](args)

@@ -88,10 +88,24 @@ def list_files(path: str | Path, patterns: tuple[str, ...]) -> list[Path]:
 
 
 def _read_text(file: Path) -> str:
+    data = file.read_bytes()
     try:
-        return file.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise DataError(file, None, "encoding", f"not UTF-8 text ({error.reason})") from None
+        line = 1 + data.count(b"\n", 0, error.start)
+        raise DataError(file, line, "encoding", _not_utf8(data, error)) from None
+
+
+def _not_utf8(data: bytes, error: UnicodeDecodeError) -> str:
+    """Why the bytes are not UTF-8, with the fix when they are Chinese in GBK (common on Windows)."""
+    try:
+        data.decode("gb18030")
+    except UnicodeDecodeError:
+        return f"not UTF-8 text ({error.reason} at byte {error.start})"
+    return (
+        "not UTF-8 text: it looks like GBK (Chinese Windows); convert it with "
+        "iconv -f gbk -t utf-8 FILE > FILE.utf8.jsonl"
+    )
 
 
 def _json_error(file: Path, error: json.JSONDecodeError) -> DataError:
@@ -107,10 +121,12 @@ def iter_json_items(file: Path, on_error: OnError | None = None) -> Iterator[tup
     """
     text = _read_text(file)
     head = text.lstrip()[:1]
-    if head not in ("[", "{", ""):
+    if not head:
+        raise DataError(file, None, "file", "the file is empty (no JSON in it)", BAD_STRUCTURE)
+    if head not in ("[", "{"):
         raise DataError(file, 1, "json", "expected a JSON list or JSON lines of objects", BAD_JSON)
     try:
-        whole = json.loads(text) if head else []
+        whole = json.loads(text)
     except json.JSONDecodeError as error:
         # "Extra data" means one value parsed and more follow: JSON lines.
         if head == "[" and not error.msg.startswith("Extra data"):
