@@ -24,17 +24,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("anxin.serve.chat", "talk to a model in the terminal (streaming, with history)"),
     "serve": ("anxin.serve.api", "OpenAI-compatible HTTP API, or a safety proxy to an upstream"),
     "web": ("anxin.serve.web", "a Gradio chat page in the browser"),
+    "board": ("anxin.board", "the whole workflow in the browser: data, train, eval, chat, export"),
     "safety": ("anxin.safety.commands", "crisis detection: check a message, evaluate on a set"),
     "demo": ("anxin.demo", "the whole job end to end on the embedded model (make demo)"),
 }
 # Verbs that load torch; OpenMP's wait policy is chosen before they start.
-USES_TORCH = {"train", "eval", "merge", "export", "chat", "serve", "web", "demo"}
+USES_TORCH = {"train", "eval", "merge", "export", "chat", "serve", "web", "board", "demo"}
 
 EPILOG = """\
 the flow:  anxin models pull smollm2
            anxin data convert --format smilechat path/to/smile/data -o data/smile.jsonl
            anxin train configs/smollm2-135m/lora_sft.yaml
-           anxin eval --model smollm2 --adapter saves/smollm2-135m/lora/sft --data data/val.jsonl
+           anxin eval --model smollm2 --adapter saves/smollm2-135m/lora/sft \
+                      --data saves/smollm2-135m/lora/sft/validation.jsonl --out reports/eval
            anxin chat --model smollm2 --adapter saves/smollm2-135m/lora/sft
 
 Run `anxin VERB --help` for a verb's options. Conversations are never logged or sent anywhere.

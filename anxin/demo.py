@@ -33,7 +33,7 @@ def step(number: int, title: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the whole job on the embedded SmolLM2-135M-Instruct: train, evaluate base vs "
-        "tuned, merge, and talk. About 10 minutes on 2 CPU cores."
+        "tuned, merge, and talk. About 5 minutes on 2 CPU cores once the model is cached."
     )
     parser.add_argument("--config", default=str(REPO_CONFIG), help="training config (YAML)")
     parser.add_argument("--out", default="saves/demo", help="folder for everything the demo makes")

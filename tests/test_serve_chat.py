@@ -83,6 +83,10 @@ def test_save_writes_a_canonical_record(tmp_path):
         ]
     }
     assert "saved 2 messages" in notes.getvalue()
+    # A transcript holds the most private text there is: readable by its owner only.
+    assert (tmp_path / "sub" / "talk.jsonl").stat().st_mode & 0o777 == 0o600
+    session.handle(f"/save {tmp_path}")  # a folder: said plainly, nothing lost
+    assert "is a folder" in notes.getvalue()
 
 
 def test_commands_help_unknown_and_exit():

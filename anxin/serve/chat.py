@@ -119,7 +119,7 @@ class ChatSession:
             self.note("usage: /save FILE")
             return
         try:
-            write_jsonl(target, [{"messages": self.conversation()}])
+            write_jsonl(target, [{"messages": self.conversation()}], private=True)
         except OSError as error:
             self.note(f"could not save: {error}")
             return
