@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from anxin import safety
 from anxin.errors import ContextTooLong
 from anxin.generation import Backend, GenerationSettings, GenerationStats
+from anxin.safety.responses import crisis_followup, crisis_turns_so_far
 from anxin.template import DEFAULT_SYSTEM_PROMPT, read_template_card, with_system
 
 
@@ -127,7 +128,7 @@ class Engine:
         settings = replace(self.settings, **overrides)
         check_conversation(messages)
         assessment = assessment or self.assess(messages)
-        if (answer := self.care_reply(assessment)) is not None:
+        if (answer := self.care_reply(assessment, messages)) is not None:
             yield Chunk(answer.text, answer)
             return
         prompt, dropped = self.fit_context(messages, settings)
@@ -159,7 +160,7 @@ class Engine:
         for i, messages in enumerate(conversations):
             check_conversation(messages)
             assessment = self.assess(messages)
-            replies[i] = self.care_reply(assessment)
+            replies[i] = self.care_reply(assessment, messages)
             if replies[i] is None:
                 prompt, dropped = self.fit_context(messages, settings, context_length)
                 waiting[i] = (prompt, assessment, dropped)
@@ -180,15 +181,23 @@ class Engine:
         *context, last = messages
         return self.detector.assess(last["content"], context=context)
 
-    def care_reply(self, assessment: safety.Assessment) -> Reply | None:
+    def care_reply(self, assessment: safety.Assessment, messages: list[dict] = ()) -> Reply | None:
         """The care layer's own answer when the model must not be asked (a crisis), else None.
 
-        Needs no model, so callers with a queue in front of the model can answer it at once.
+        The first crisis turn of a conversation gets the full crisis reply; a person still in
+        crisis later gets a shorter follow-up that stays with them and asks about their safety
+        (one help line kept in view), not the same wall of text again. Needs no model, so
+        callers with a queue in front of the model can answer it at once.
         """
         if assessment.level != "crisis":
             return None
-        note = SafetyNote("crisis", list(assessment.categories), "crisis_response")
-        return Reply(safety.crisis_response(assessment.language), safety=note)
+        language, categories = assessment.language, list(assessment.categories)
+        earlier = crisis_turns_so_far(messages)
+        if earlier:
+            text = crisis_followup(language, earlier)
+        else:
+            text = safety.crisis_response(language, categories=categories)
+        return Reply(text, safety=SafetyNote("crisis", categories, "crisis_response"))
 
     def fit_context(
         self, messages: list[dict], settings: GenerationSettings, context_length: int | None = None

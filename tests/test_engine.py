@@ -246,3 +246,20 @@ def test_replies_are_trimmed_alike_in_chat_stream_and_batch():
     chatted = engine.chat(messages).text
     (batched,) = engine.chat_batch([messages])
     assert streamed == chatted == batched.text == "你好，我在听。\n\n说说看？"
+
+
+def test_a_person_still_in_crisis_gets_a_shorter_follow_up_not_the_same_wall_of_text():
+    backend = ScriptedBackend("MODEL WORDS")
+    engine = Engine(backend, system_prompt="persona")
+    conversation = user("我不想活了，今晚就想结束一切")
+    texts = []
+    for message in ("我真的撑不下去了，不想活了", "我还是想死", "我不想活了"):
+        reply = engine.chat(conversation)
+        assert reply.safety.action == "crisis_response" and "12356" in reply.text
+        texts.append(reply.text)
+        conversation += [{"role": "assistant", "content": reply.text}, *user(message)]
+    full, first, second = texts
+    assert len(first) < len(full) * 0.7 and len(second) < len(full) * 0.7
+    assert len(set(texts)) == 3  # never the same words twice in a row
+    assert first.rstrip().endswith(("？", "?")) or "安全吗" in first  # it asks about safety
+    assert backend.prompts == []  # the model was never asked

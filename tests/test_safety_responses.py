@@ -145,3 +145,25 @@ def test_our_own_words_pass_the_reply_check(language):
         safe_replacement(language),
     ):
         assert check_reply(text, language).ok, text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_crisis_follow_ups_keep_a_help_line_ask_about_safety_and_rotate(language):
+    from anxin.safety.responses import crisis_followup, crisis_turns_so_far
+
+    full = crisis_response(language)
+    first_line = load_hotlines(language)["hotlines"][0]["number"]
+    follow_ups = [crisis_followup(language, turn) for turn in range(1, 4)]
+    for text in follow_ups:
+        assert first_line in text and "{" not in text
+        assert "?" in text or "？" in text
+        assert len(text) < len(full)
+    assert len(set(follow_ups)) == 3 and crisis_followup(language, 4) == follow_ups[0]
+    history = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": full},
+        {"role": "user", "content": "y"},
+        {"role": "assistant", "content": follow_ups[0]},
+        {"role": "assistant", "content": "something the model said"},
+    ]
+    assert crisis_turns_so_far(history) == 2

@@ -219,6 +219,59 @@ def _crisis_en(
     return "\n".join(lines)
 
 
+FOLLOWUPS_FILE = PACKAGED_HOTLINES.parent / "crisis_followups.json"
+
+
+@lru_cache(maxsize=1)
+def _followup_variants() -> dict[str, list[str]]:
+    data = json.loads(FOLLOWUPS_FILE.read_text(encoding="utf-8"))
+    variants = data.get("variants") or {}
+    for language in LANGUAGES:
+        texts = variants.get(language)
+        if not texts or not all(isinstance(t, str) and "{helpline_number}" in t for t in texts):
+            raise HotlineFileError(
+                f"{FOLLOWUPS_FILE}: variants.{language}: every variant must name {{helpline_number}}"
+            )
+    return variants
+
+
+def crisis_followup(language: str = "zh", turn: int = 1, locale: str | None = None) -> str:
+    """The care layer's words for a later crisis turn of one conversation (`turn` 1 is the first
+    follow-up): shorter than `crisis_response`, still asking about safety, one help line in
+    view, and never the same text twice in a row."""
+    language = _language(language)
+    helplines, emergency, _ = _lines_for(language, locale)
+    variants = _followup_variants()[language]
+    urgent = (" / " if language == "zh" else " or ").join(e["number"] for e in emergency)
+    return variants[(turn - 1) % len(variants)].format(
+        helpline_name=helplines[0]["name"],
+        helpline_number=helplines[0]["number"],
+        emergency=urgent or helplines[0]["number"],
+    )
+
+
+def crisis_turns_so_far(messages: Sequence[dict], locale: str | None = None) -> int:
+    """How many earlier assistant turns of this conversation were the care layer's crisis words
+    (the full reply or a follow-up). Text is compared exactly: a reply that is not recognised
+    counts as none, so the full crisis reply is given again, the safe side."""
+    known = set()
+    for language in LANGUAGES:
+        for categories in (
+            (),
+            ("abuse_danger",),
+            ("harm_others",),
+            ("abuse_danger", "harm_others"),
+        ):
+            known.add(crisis_response(language, locale, categories).strip())
+        for turn in range(1, len(_followup_variants()[language]) + 1):
+            known.add(crisis_followup(language, turn, locale).strip())
+    return sum(
+        1
+        for m in messages
+        if m.get("role") == "assistant" and m.get("content", "").strip() in known
+    )
+
+
 def concern_footer(language: str = "zh", locale: str | None = None) -> str:
     """A short, gentle line the Engine appends to the model's reply at the concern level."""
     language = _language(language)

@@ -300,7 +300,7 @@ def create_app(
         check_request(engine, messages, overrides)
         # The care layer first: a crisis is answered here, before (and whatever) the queue.
         assessment = await asyncio.to_thread(engine.assess, messages)
-        if (answer := engine.care_reply(assessment)) is not None:
+        if (answer := engine.care_reply(assessment, messages)) is not None:
             job = AnsweredJob(answer)
         else:
             gate.admit()

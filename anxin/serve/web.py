@@ -102,7 +102,7 @@ class Conversations:
         if not message:
             return history, history, "", None
         conversation = [*history, {"role": "user", "content": message}]
-        answer = self.engine.care_reply(self.engine.assess(conversation))
+        answer = self.engine.care_reply(self.engine.assess(conversation), conversation)
         if answer is not None:
             answered = [*conversation, {"role": "assistant", "content": answer.text}]
             return answered, answered, "", None
