@@ -28,6 +28,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "safety": ("anxin.safety.commands", "crisis detection: check a message, evaluate on a set"),
     "demo": ("anxin.demo", "the whole job end to end on the embedded model (make demo)"),
 }
+# verb -> {sub-verb: (module, help)}: `anxin eval simulate ...` runs its own module, while
+# `anxin eval --data ...` stays the verb itself.
+SUBVERBS: dict[str, dict[str, tuple[str, str]]] = {
+    "eval": {
+        "simulate": (
+            "anxin.evaluate.simulate",
+            "simulated clients against the system, each conversation rated by an LLM judge",
+        )
+    },
+}
 # Verbs that load torch; OpenMP's wait policy is chosen before they start.
 USES_TORCH = {"train", "eval", "merge", "export", "chat", "serve", "web", "board", "demo"}
 
@@ -74,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verbs: {', '.join(COMMANDS)}")
         return 2
     module_name, text = COMMANDS[verb]
-    if verb in USES_TORCH and not {"-h", "--help"} & set(rest):
+    uses_torch = verb in USES_TORCH
+    if rest and rest[0] in SUBVERBS.get(verb, {}):
+        module_name, text = SUBVERBS[verb][rest[0]]
+        verb, rest = f"{verb} {rest[0]}", rest[1:]
+    if uses_torch and not {"-h", "--help"} & set(rest):
         from anxin.openmp import choose_wait_policy
 
         choose_wait_policy()  # spin or sleep: decided before torch loads (see anxin.openmp)

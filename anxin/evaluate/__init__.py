@@ -11,8 +11,12 @@ For each model (the one under test, then the `--compare` baseline, one at a time
    Distinct-1/2, length, and the shares of empty, looping and wrong-language replies;
 3. what the care layer did to those replies.
 
+With --judge URL, an LLM judge also scores every reply and compares the two models
+(`anxin.evaluate.judge`); `anxin eval simulate` (`anxin.evaluate.simulate`) runs simulated
+clients against the whole system.
+
 Outputs in --out: report.md (table with deltas, sample turns, settings), metrics.json and
-metrics.png. `run_eval(cfg)` does it all from Python; `evaluate_model(engine, records, ...)`
+metrics.png; --predict-out FILE adds LLaMA-Factory's generated_predictions.jsonl. `run_eval(cfg)` does it all from Python; `evaluate_model(engine, records, ...)`
 measures one engine that is already loaded (the end of a training run).
 """
 
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from anxin.config import add_flags, arg, from_flags
@@ -37,6 +43,7 @@ from anxin.evaluate.report import (
     flat_metrics,
     metric_table,
     plain_table,
+    sample_indices,
     timing_lines,
     write_outputs,
 )
@@ -101,6 +108,35 @@ class EvalConfig:
         None, "persona (default: the model's saved one)", metavar="TEXT"
     )
     progress: bool = arg(True, "progress bars")
+    predict_out: str | None = arg(
+        None,
+        "also write the evaluated turns as LLaMA-Factory's generated_predictions.jsonl "
+        "(prompt, predict, label); the --compare model's go to FILE's stem + .baseline",
+        metavar="FILE",
+    )
+    judge: str | None = arg(
+        None,
+        "an OpenAI-compatible server (vLLM, SGLang, Ollama, a hosted API) whose model scores "
+        "every reply on the counselling rubric, and compares the two models both ways",
+        metavar="URL",
+    )
+    judge_model: str | None = arg(
+        None, "the judge's model name (default: the server's first model)", metavar="NAME"
+    )
+    judge_key_env: str | None = arg(
+        None,
+        "NAME of the environment variable that holds the judge's API key (never the key)",
+        metavar="NAME",
+    )
+    judge_repeats: int = arg(
+        10, "turns the judge scores twice, to show its self-consistency", metavar="N"
+    )
+    judge_max_tokens: int = arg(512, "longest judge answer", metavar="N")
+    judge_concurrency: int = arg(4, "judge calls in flight at once", metavar="N")
+    judge_timeout: float = arg(120.0, "seconds per judge call before it is retried", metavar="S")
+    judge_retries: int = arg(
+        5, "retries of a call on 429, 5xx and timeouts (backoff, Retry-After)", metavar="N"
+    )
 
     def __post_init__(self):
         for name in ("batch_size", "cutoff_len", "max_new_tokens"):
@@ -112,6 +148,21 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        self._check_judge()
+
+    def _check_judge(self) -> None:
+        for name in ("judge_max_tokens", "judge_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("judge_repeats", "judge_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.judge_timeout <= 0:
+            raise ValueError(f"judge_timeout must be > 0, got {self.judge_timeout}")
+        if not self.judge and (self.judge_model or self.judge_key_env):
+            raise ValueError("judge_model and judge_key_env need judge (the server's URL)")
+        if self.judge and self.max_turns == 0:
+            raise ValueError("judge needs replies to score: max_turns must not be 0")
 
     def generation_settings(self) -> dict:
         settings = {
@@ -136,8 +187,10 @@ def describe(model: str | None, adapter: str | None) -> str:
     return (model or "smollm2") + (f" + {adapter}" if adapter else "")
 
 
-def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str) -> ModelRun:
+def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str):
+    """The model's ModelRun, and its rendered prompts when --predict-out wants them."""
     from anxin.engine import Engine
+    from anxin.evaluate.predictions import rendered_prompt
 
     engine = Engine.from_pretrained(
         model,
@@ -148,7 +201,7 @@ def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str) -> Mod
         system_prompt=cfg.system_prompt,
     )
     try:
-        return measure_model(
+        run = measure_model(
             engine,
             records,
             turns,
@@ -158,6 +211,9 @@ def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str) -> Mod
             progress=cfg.progress,
             label=label,
         )
+        args = (cfg.max_new_tokens, cfg.cutoff_len)
+        wanted = turns if cfg.predict_out else []
+        return run, [rendered_prompt(engine, turn.context, *args) for turn in wanted]
     finally:
         del engine
         gc.collect()  # one model in memory at a time
@@ -170,9 +226,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     candidates = {"model": (cfg.model, cfg.adapter)}
     if cfg.compare:
         candidates["baseline"] = parse_model_ref(cfg.compare)
-    models, replies = {}, {}
+    # Connected first: a wrong URL or key fails in seconds, not after the replies.
+    judge = connect_judge(cfg, len(turns), len(candidates))
+    models, replies, prompts = {}, {}, {}
     for label, (model, adapter) in candidates.items():
-        run = _measure(cfg, model, adapter, records, turns, label)
+        run, prompts[label] = _measure(cfg, model, adapter, records, turns, label)
         flat = flat_metrics(run.metrics)
         models[label] = {"reference": describe(model, adapter), **run.metrics, "flat": flat}
         replies[label] = run.replies
@@ -189,8 +247,64 @@ def run_eval(cfg: EvalConfig) -> dict:
     if "baseline" in models:
         model_flat, base_flat = models["model"]["flat"], models["baseline"]["flat"]
         metrics["delta"] = {k: v - base_flat[k] for k, v in model_flat.items() if k in base_flat}
-    write_outputs(Path(cfg.out), metrics, turns, replies, cfg.samples)
+    if cfg.predict_out:
+        _write_predictions(cfg.predict_out, prompts, replies, turns)
+    sections, panels = [], []
+    if judge is not None:
+        metrics["judge"], sections, panels = _judge(cfg, judge, turns, replies)
+    write_outputs(Path(cfg.out), metrics, turns, replies, cfg.samples, sections, panels)
     return metrics
+
+
+def connect_judge(cfg: EvalConfig, turns: int, models: int):
+    """The judge's client (None without --judge), after saying what judging will cost."""
+    if not cfg.judge:
+        return None
+    from anxin.evaluate.judge import call_count
+    from anxin.llm import LLMClient
+
+    judge = LLMClient.connect(
+        cfg.judge,
+        cfg.judge_model,
+        cfg.judge_key_env,
+        role="judge",
+        concurrency=cfg.judge_concurrency,
+        timeout=cfg.judge_timeout,
+        retries=cfg.judge_retries,
+        progress=cfg.progress,
+    )
+    repeats = min(cfg.judge_repeats, turns)
+    pairwise = " + 2 x turns (both orders)" if models == 2 else ""
+    print(
+        f"judge: {judge.model} at {judge.base_url}: {call_count(turns, models, repeats)} calls "
+        f"= {turns} turns x {models} models{pairwise} + {repeats} repeats, plus one retry "
+        "per invalid answer; answers already cached cost nothing",
+        file=sys.stderr,
+    )
+    return judge
+
+
+def _judge(cfg: EvalConfig, judge, turns, replies):
+    """metrics.json's judge entry, and the report sections and plot panel that show it."""
+    from anxin.evaluate.judge import judge_turns
+    from anxin.evaluate.judge_report import draw_judge_panel, judge_sections
+
+    repeats = sample_indices(len(turns), cfg.judge_repeats)
+    run = judge_turns(
+        judge, turns, replies, repeats=repeats, max_tokens=cfg.judge_max_tokens, seed=cfg.seed
+    )
+    print(judge.usage_line(), file=sys.stderr)
+    sections = judge_sections(run.metrics, turns, replies, run.reasons, cfg.samples)
+    return run.metrics, sections, [partial(draw_judge_panel, judge=run.metrics)]
+
+
+def _write_predictions(path: str, prompts: dict, replies: dict, turns) -> None:
+    from anxin.evaluate.predictions import prediction_file, write_predictions
+
+    for label, texts in replies.items():
+        target = prediction_file(path, label)
+        write_predictions(target, prompts[label], texts, turns)
+        print(f"wrote {target} ({len(texts)} predictions)", file=sys.stderr)
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -207,11 +321,20 @@ examples:
   # two adapters of one base: --compare MODEL:ADAPTER
   anxin eval --adapter saves/run2 --compare smollm2:saves/run1 --data val.jsonl --out cmp
 
+  # an LLM judge scores each reply (CPsyCoun rubric) and compares both models both ways
+  anxin eval --adapter saves/sft --compare smollm2 --data val.jsonl --out cmp --max-turns 50 \
+             --judge http://gpu:8000/v1 --judge-model Qwen2.5-72B-Instruct
+  anxin eval ... --judge https://api.openai.com/v1 --judge-model gpt-4o --judge-key-env OPENAI_API_KEY
+
+  # simulated clients in crisis against the system, rated by a judge: see
+  anxin eval simulate --help
+
 Replies are generated through the same Engine as `anxin chat` (template, persona, care layer),
 greedy by default so runs compare. --seed picks the turns and seeds sampling.
 Cost grows with --max-turns × (--cutoff-len + --max-new-tokens): lower them for a quick look.
 report.md shows a few sample turns (use --samples 0 to leave conversation text out);
-nothing is logged."""
+nothing is logged. Judge calls = turns x models + 2 x turns with --compare + --judge-repeats;
+answers are cached in $ANXIN_HOME/cache/llm, so a rerun or a resumed Ctrl-C costs nothing."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -170,7 +170,11 @@ def safety_section(metrics: dict) -> list[str]:
     return lines + [""]
 
 
-def render_report(metrics: dict, turns, replies: dict[str, list[str]], samples: int) -> str:
+def render_report(
+    metrics: dict, turns, replies: dict[str, list[str]], samples: int, extra_sections=()
+) -> str:
+    """The whole report; `extra_sections` (markdown lines, such as the judge's) come before
+    the settings."""
     models = metrics["models"]
     data = metrics["data"]
     described = " vs ".join(f"**{name}** = `{m['reference']}`" for name, m in models.items())
@@ -196,6 +200,7 @@ def render_report(metrics: dict, turns, replies: dict[str, list[str]], samples: 
     lines += safety_section(metrics)
     if turns and samples:
         lines += samples_section(turns, replies, samples)
+    lines += list(extra_sections)
     lines += ["## Settings", "", "```json", json.dumps(metrics["settings"], indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -216,8 +221,9 @@ SCALED = {"distinct-1", "distinct-2", "empty", "repetitive", "wrong_language"}
 SCALED |= {"hit_max_new_tokens", "safety_replaced"}
 
 
-def plot_metrics(flats: dict[str, dict[str, float]], target: Path) -> Path:
-    """Grouped bars, one colour per model: similarity, problem shares, and loss by reply."""
+def plot_metrics(flats: dict[str, dict[str, float]], target: Path, extra_panels=()) -> Path:
+    """Grouped bars, one colour per model: similarity, problem shares, and loss by reply;
+    then one panel per `extra_panels` entry, a function that draws on the axis it is given."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -225,7 +231,10 @@ def plot_metrics(flats: dict[str, dict[str, float]], target: Path) -> Path:
 
     loss_keys = [row.key for row in table_rows(flats) if row.key.startswith(("eval_", "loss_"))]
     panels = [*PANELS, ("loss on assistant tokens", loss_keys)]
-    figure, axes = plt.subplots(1, len(panels), figsize=(15, 4.8), dpi=100)
+    count = len(panels) + len(extra_panels)
+    figure, axes = plt.subplots(1, count, figsize=(5 * count, 4.8), dpi=100)
+    for axis, draw in zip(axes[len(panels) :], extra_panels):
+        draw(axis)
     width = 0.8 / len(flats)
     for axis, (title, keys) in zip(axes, panels):
         for offset, (name, flat) in enumerate(flats.items()):
@@ -246,13 +255,22 @@ def plot_metrics(flats: dict[str, dict[str, float]], target: Path) -> Path:
     return target
 
 
-def write_outputs(out: Path, metrics: dict, turns, replies: dict[str, list[str]], samples: int):
+def write_outputs(
+    out: Path,
+    metrics: dict,
+    turns,
+    replies: dict[str, list[str]],
+    samples: int,
+    extra_sections=(),
+    extra_panels=(),
+):
     """report.md, metrics.json and metrics.png in `out`, each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
     flats = {name: model["flat"] for name, model in metrics["models"].items()}
     write_json(out / "metrics.json", metrics)
-    plot_metrics(flats, out / "metrics.png")
-    write_text(out / "report.md", render_report(metrics, turns, replies, samples))
+    plot_metrics(flats, out / "metrics.png", extra_panels)
+    report = render_report(metrics, turns, replies, samples, extra_sections)
+    write_text(out / "report.md", report)
     return [out / "report.md", out / "metrics.json", out / "metrics.png"]
 
 
