@@ -17,29 +17,22 @@ from anxin.errors import ModelError
 LOCAL_BACKENDS = ("transformers", "llamacpp")
 
 
-def load_backend(
-    name: str,
-    model: str | None,
-    adapter: str | None = None,
-    *,
-    device: str = "auto",
-    dtype: str = "auto",
-    template: str | None = None,
-    allow_template_mismatch: bool = False,
-    quantize: str | None = None,
-):
-    """A local backend by name, with the model (and adapter) loaded and the template checked."""
-    common = dict(template=template, allow_template_mismatch=allow_template_mismatch)
+def load_backend(name: str, model: str | None, adapter: str | None = None, **options):
+    """A local backend by name, with the model (and adapter) loaded and the template checked.
+
+    `options` are the backend's own: device, dtype, template, allow_template_mismatch and
+    quantize for transformers; template and allow_template_mismatch for llama.cpp.
+    """
     if name == "transformers":
         from anxin.backends.hf import TransformersBackend
 
-        return TransformersBackend.from_pretrained(
-            model, adapter, device=device, dtype=dtype, quantize=quantize, **common
-        )
+        return TransformersBackend.from_pretrained(model, adapter, **options)
     if name == "llamacpp":
         from anxin.backends.llamacpp import LlamaCppBackend
 
-        if quantize:
+        if options.pop("quantize", None):
             raise ModelError("--quantize is for the transformers backend (llama.cpp: q8_0)")
-        return LlamaCppBackend.from_model(model, adapter=adapter, **common)
+        options.pop("device", None)  # llama.cpp runs where it was built (CPU here)
+        options.pop("dtype", None)  # the GGUF export's dtype is the llama.cpp choice
+        return LlamaCppBackend.from_model(model, adapter=adapter, **options)
     raise ModelError(f"unknown backend '{name}'; choose one of: {', '.join(LOCAL_BACKENDS)}")

@@ -237,26 +237,13 @@ class TransformersBackend:
             results.append((decode_reply(self.tokenizer, new), stats))
         return results
 
-    def score(
-        self,
-        conversations: list[list[dict]],
-        batch_size: int = 8,
-        cutoff_len: int = 1024,
-        progress: bool = True,
-        label: str = "model",
-    ) -> dict:
-        """Teacher-forced loss and perplexity on the assistant tokens (see anxin.loss)."""
+    def score(self, conversations: list[list[dict]], **options) -> dict:
+        """Teacher-forced loss and perplexity on the assistant tokens (`anxin.loss`; options:
+        batch_size, cutoff_len, progress, label), on the torch thread."""
         from anxin.loss import teacher_forced_loss
 
         return on_torch_thread(
-            teacher_forced_loss,
-            self.model,
-            self.tokenizer,
-            conversations,
-            batch_size,
-            cutoff_len,
-            progress,
-            label,
+            teacher_forced_loss, self.model, self.tokenizer, conversations, **options
         )
 
 

@@ -221,13 +221,8 @@ class LlamaCppBackend:
             "top_p": settings.top_p,
         }
 
-    def stream(
-        self,
-        messages: list[dict],
-        settings: GenerationSettings,
-        stats: GenerationStats,
-        stop: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages, settings, stats, stop=None) -> Iterator[str]:
+        """Text deltas of the reply (see anxin.generation.Backend)."""
         prompt = self.prompts.ids(messages)
         room = self.context_length - len(prompt)
         if room < 1:

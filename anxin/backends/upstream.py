@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -123,13 +122,8 @@ class UpstreamBackend:
             return estimate_tokens(messages)
         return self.prompts.count_tokens(messages)
 
-    def stream(
-        self,
-        messages: list[dict],
-        settings: GenerationSettings,
-        stats: GenerationStats,
-        stop: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages, settings, stats, stop=None) -> Iterator[str]:
+        """Text deltas of the reply (see anxin.generation.Backend)."""
         payload = self._payload(messages, settings, stream=True)
         stats.prompt_tokens = self.count_tokens(messages)  # until the upstream reports usage
         pieces: list[str] = []

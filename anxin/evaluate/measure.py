@@ -160,7 +160,13 @@ def measure_model(
     score = getattr(engine.backend, "score", None)  # backends without logits cannot score
     if loss and score is not None:
         conversations = [with_system(r["messages"], engine.system_prompt) for r in records]
-        result["loss"] = score(conversations, batch_size, cutoff_len, progress, label)
+        result["loss"] = score(
+            conversations,
+            batch_size=batch_size,
+            cutoff_len=cutoff_len,
+            progress=progress,
+            label=label,
+        )
     replies = []
     if turns:
         start = time.perf_counter()
