@@ -1,7 +1,10 @@
 """The care layer's rules as data: every rule's examples, the loader's errors, one lexicon."""
 
+import random
 import re
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +189,186 @@ def test_a_rule_without_examples_is_refused(rules_copy):
         RulesError, match=r"reply\.yaml: rule lethal_means\.height: examples: must be"
     ):
         load_rulebook(rules_copy)
+
+
+# --- imports point one way ---------------------------------------------------------------------
+
+
+def test_the_care_layer_has_no_import_cycle():
+    """Read from the source, lazy imports included: classifier ↔ detector was one."""
+    import ast
+
+    from anxin import safety
+
+    folder = Path(safety.__file__).parent
+    modules = {f"anxin.safety.{p.stem}": p for p in folder.glob("*.py") if p.stem != "__init__"}
+    modules["anxin.safety.rules"] = folder / "rules" / "__init__.py"
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        graph[name] = found & modules.keys() - {name}
+
+    def reaches(start, goal, seen=()):
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt)))
+            for nxt in graph[start]
+        )
+
+    assert [name for name in graph if reaches(name, name)] == []
+    assert graph["anxin.safety.rules"] == set() and graph["anxin.safety.text"] == {
+        "anxin.safety.rules"
+    }
+
+
+# --- bad input never crashes, and costs time in proportion to its length ------------------------
+
+BAD_INPUTS = {
+    "empty": "",
+    "spaces": " \n\t ",
+    "control characters": "我\x00想\x07死\x1b[31m\r\n\x7f",
+    "emoji": "😭😭😭🔪💊 想🙃死 ❤️‍🩹",
+    "mixed scripts": "我真的want to die，とても辛い，Я хочу умереть",
+    "traditional": "我真的不想活了，想自殺，安眠藥已經準備好了",
+    "zero width and full width": "想\u200b自\ufeff杀，ＩＷＡＮＴ ＴＯ ＤＩＥ",
+    "lone surrogate-free oddities": "\u202e死想\u2066\u2069 \U0001f600" * 50,
+}
+
+
+@pytest.mark.parametrize("text", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_assessed_and_checked_without_crashing(text):
+    from anxin.safety import CrisisDetector, StreamGuard
+
+    assessment = CrisisDetector().assess(
+        text, context=[text, {"role": "assistant", "content": text}]
+    )
+    assert assessment.level in ("none", "concern", "crisis")
+    assert isinstance(check_reply(text).ok, bool)
+    guard = StreamGuard("zh")
+    shown = "".join(guard.feed(text[i : i + 7]) for i in range(0, len(text), 7)) + guard.finish()
+    assert guard.blocked or shown == text
+
+
+def test_traditional_characters_read_as_simplified():
+    from anxin.safety import CrisisDetector
+
+    assert CrisisDetector().assess(BAD_INPUTS["traditional"]).level == "crisis"
+
+
+def test_a_200_kb_message_is_assessed_and_checked():
+    from anxin.safety import CrisisDetector
+
+    pieces = [
+        "今天又加班到很晚，累死了。",
+        "I just want everything to stop. ",
+        "我不想活了。",
+        "😭😭",
+        "服用2.5mg就够了。",
+    ]
+    text = "".join(pieces[i % len(pieces)] for i in range(20_000))
+    text = text.encode("utf-8")[:200_000].decode("utf-8", errors="ignore")
+    assert CrisisDetector().assess(text).level == "crisis"
+    assert "medication_instruction" in check_reply(text).reasons
+
+
+# Pieces of a fuzzed message: risk words (repeated too), random Chinese and Latin, emoji, control
+# and zero-width characters, traditional and full-width forms.
+RISK_WORDS = [
+    "想死",
+    "自杀",
+    "不想活了",
+    "安眠药",
+    "吃了一整瓶",
+    "跳楼",
+    "割腕",
+    "kill myself",
+    "want to die",
+    "suicide",
+    "pills",
+    "我",
+    "没有",
+    "哈哈",
+    "以前",
+    "他",
+    "打我",
+    "刀",
+    "天台",
+    "死",
+    "30片",
+    "mg",
+    "lol",
+    "never",
+    "跳下去",
+    "再见",
+    "今晚",
+    "，",
+    "。",
+    "？",
+    "\n",
+    " ",
+]
+ODD = [
+    "😭",
+    "😂",
+    "🙃",
+    "❤️",
+    "🔪",
+    "💊",
+    "殺",
+    "藥",
+    "樓",
+    "ＡＢＣ",
+    "１２３",
+    "\u200b",
+    "\ufeff",
+    "《",
+    "》",
+]
+
+
+def fuzzed_message(rng: random.Random, length: int) -> str:
+    pieces, size = [], 0
+    while size < length:
+        kind = rng.random()
+        if kind < 0.3:
+            piece = rng.choice(RISK_WORDS)
+        elif kind < 0.55:
+            piece = "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(rng.randint(1, 8)))
+        elif kind < 0.7:
+            piece = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz '") for _ in range(9))
+        elif kind < 0.8:
+            piece = "".join(chr(rng.randint(0, 31)) for _ in range(rng.randint(1, 3)))
+        elif kind < 0.94:
+            piece = rng.choice(ODD)
+        else:
+            piece = rng.choice(RISK_WORDS) * rng.randint(2, 200)
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)[:length]
+
+
+# CPU time per call: 100 ms up to 5,000 characters, then 15 ms per 1,000 more (the cost is
+# linear: about 10 µs a character for either call on a 2-core EPYC; the quadratic paths this
+# guards against cost 450 µs a character at 15 KB).
+def budget_s(characters: int) -> float:
+    return 0.1 + 15e-6 * max(0, characters - 5_000)
+
+
+def test_fuzzed_messages_never_crash_and_cost_time_in_proportion_to_their_length():
+    from anxin.safety import CrisisDetector
+
+    rng = random.Random(14)
+    slowest = {"assess": (0.0, 0), "check_reply": (0.0, 0)}
+    for _ in range(150):
+        text = fuzzed_message(rng, int(20_000 ** rng.random()))  # 1 character to 20 KB
+        for name, call in (("assess", CrisisDetector().assess), ("check_reply", check_reply)):
+            started = time.process_time()  # CPU time: honest on a shared, busy machine
+            call(text)
+            spent = time.process_time() - started
+            slowest[name] = max(slowest[name], (spent, len(text)))
+            assert spent < budget_s(len(text)), (name, len(text), spent)
+    print(f"slowest calls (s, characters): {slowest}")

@@ -5,16 +5,13 @@
 - `crisis_response`, `concern_footer`, `disclaimer`, `safe_replacement`: the fixed words, with
   help lines from `anxin/resources/hotlines.json` (`load_hotlines`, override: ANXIN_HOTLINES).
 - `check_reply(text)` and `StreamGuard`: the model's reply is checked before it is shown.
+
+The rules, cues and the shared lexicon are data in `rules/*.yaml` (loaded by `rules`); the
+modules here interpret them. Imports point one way: `rules` is a leaf, `text` reads it, the
+classifier reads both, the detector reads all three, the guard reads `rules` and `text`.
 """
 
-from anxin.safety.detector import (
-    CRISIS_CATEGORIES,
-    LEVELS,
-    Assessment,
-    CrisisDetector,
-    detect_language,
-    normalize,
-)
+from anxin.safety.detector import Assessment, CrisisDetector
 from anxin.safety.guard import ReplyVerdict, StreamGuard, check_reply, split_sentences
 from anxin.safety.responses import (
     DISCLAIMER,
@@ -27,6 +24,8 @@ from anxin.safety.responses import (
     resolve_locale,
     safe_replacement,
 )
+from anxin.safety.rules import CRISIS_CATEGORIES, LEVELS
+from anxin.safety.text import detect_language, normalize
 
 __all__ = [
     "CRISIS_CATEGORIES",

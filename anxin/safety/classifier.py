@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from anxin.atomic import atomic_path
-from anxin.safety.detector import CRISIS_CATEGORIES, matching_text
-from anxin.safety.rules import rulebook
+from anxin.safety.rules import CRISIS_CATEGORIES, rulebook
+from anxin.safety.text import matching_text
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 TRAIN_FILE = RESOURCES / "crisis_train.jsonl"
@@ -93,23 +93,32 @@ _WORD_CLASS_PATTERNS = tuple(
 
 
 def _word_class_pieces(normal: str) -> set[str]:
-    """Each class present; each ordered pair within a clause; each pair anywhere."""
+    """Each class present; each ordered pair within a clause; each pair anywhere.
+
+    "A>B" is in a clause when A's first place there comes before B's last, so each class's
+    first and last place per clause is all it takes: the pieces of every pair of occurrences,
+    in time linear in the message (pairing the occurrences took 25 s on 16 KB of text).
+    """
     breaks = [found.start() for found in _CLAUSE_BREAK.finditer(normal)]
     found = sorted(
         (match.start(), name)
         for name, pattern in _WORD_CLASS_PATTERNS
         for match in pattern.finditer(normal)
     )
-    tagged = [(bisect.bisect(breaks, position), name) for position, name in found]
-    pieces = set()
-    for i, (clause, first) in enumerate(tagged):
-        pieces.add(f"k:{first}")
-        for other_clause, second in tagged[i + 1 :]:
-            if first == second:
-                continue
-            if clause == other_clause:
-                pieces.add(f"k:{first}>{second}")
-            pieces.add("k:" + "&".join(sorted((first, second))))
+    clauses: dict[int, dict[str, list[tuple[int, str]]]] = {}
+    for place in found:  # in order, so the first place a class is seen stays its first
+        first_last = clauses.setdefault(bisect.bisect(breaks, place[0]), {})
+        first_last.setdefault(place[1], [place, place])[1] = place
+    present = sorted({name for _, name in found})
+    pieces = {f"k:{name}" for name in present}
+    pieces.update(f"k:{a}&{b}" for i, a in enumerate(present) for b in present[i + 1 :])
+    for first_last in clauses.values():
+        pieces.update(
+            f"k:{a}>{b}"
+            for a, (first, _) in first_last.items()
+            for b, (_, last) in first_last.items()
+            if a != b and first < last
+        )
     return pieces
 
 
@@ -166,7 +175,7 @@ class CrisisClassifier:
         return self.predict_normal(matching_text(text))
 
     def predict_normal(self, normal: str) -> Prediction:
-        """Score a message already passed through `detector.matching_text`."""
+        """Score a message already passed through `text.matching_text`."""
         probabilities = self.probabilities(normal)
         category = CLASSES[1 + int(np.argmax(probabilities[1:]))]
         return Prediction(round(float(1.0 - probabilities[0]), 4), category)
@@ -418,10 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save(WEIGHTS_FILE, file_digest())
         print(f"wrote {WEIGHTS_FILE} ({len(model.buckets)} pieces, {len(examples)} examples)")
     if args.cv:
-        from anxin.safety.detector import CLASSIFIER_CRISIS_AT
-
         probabilities = out_of_fold(examples)
-        print(cross_validation_report(examples, probabilities, CLASSIFIER_CRISIS_AT))
+        crisis_at = rulebook().classifier.crisis_at  # the detector's threshold (classifier.yaml)
+        print(cross_validation_report(examples, probabilities, crisis_at))
     if args.text:
         model = shipped_classifier()
         for text in args.text:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from anxin.safety.detector import normalize
 from anxin.safety.rules import ReplyRule, rulebook
+from anxin.safety.text import normalize
 
 # What a reply may not say, with the hedges that excuse it: rules/reply.yaml, over the shared
 # lexicon of medicines, diagnoses and amounts (rules/lexicon.yaml).

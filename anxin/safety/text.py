@@ -1,0 +1,47 @@
+"""One spelling for matching, and the language of a message: the text helpers of the care layer.
+
+A leaf of `anxin.safety`: the detector, the classifier and the reply guard all read text through
+these, and this module reads only the lexicon's traditional → simplified table.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from anxin.safety.rules import rulebook
+
+# Traditional characters that appear in the patterns, so 想自殺 reads like 想自杀.
+_TRADITIONAL = str.maketrans(
+    {pair[0]: pair[1] for pair in rulebook().traditional.split() if pair[0] != pair[1]}
+)
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
+_CJK_GAP = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
+_SPACES = re.compile(r"\s+")
+_SCRIPT_SEAM = re.compile(r"(?<=[\u4e00-\u9fff])(?=[a-z])|(?<=[a-z])(?=[\u4e00-\u9fff])")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
+_TITLE = re.compile(r"《[^》]{0,40}》")
+
+
+def normalize(text: str) -> str:
+    """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese."""
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).translate(_TRADITIONAL)
+    text = _ZERO_WIDTH.sub("", text.lower())
+    text = _CJK_GAP.sub("", text)
+    # 我真的want to die: \b needs a break between Chinese and Latin letters
+    text = _SCRIPT_SEAM.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def matching_text(text: str) -> str:
+    """What the rules and the classifier read: `normalize`, and 《title》 emptied."""
+    return _TITLE.sub("《》", normalize(text))  # 《自杀小队》 names a work, not a wish
+
+
+def detect_language(text: str) -> str:
+    """Return "zh" when Chinese characters hold their own against Latin words, else "en"."""
+    cjk = len(CJK.findall(text))
+    latin_words = len(LATIN_WORD.findall(text))
+    return "en" if latin_words > cjk else "zh"
