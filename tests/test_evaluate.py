@@ -194,3 +194,10 @@ def test_bad_data_names_file_line_and_field(tmp_path):
     data.write_text(good + '\n{"messages": [{"role": "user", "content": 3}]}\n')
     with pytest.raises(DataError, match=r"val.jsonl:2: messages\[0\].content"):
         load_dialogues(str(data))
+
+
+def test_last_turn_only_keeps_each_dialogues_last_reply():
+    turns = pick_turns(RECORDS, None, last_only=True)
+    assert [(t.dialogue, t.position) for t in turns] == [(0, 2), (1, 1), (2, 3)]
+    assert pick_turns(RECORDS, 2, last_only=True) == pick_turns(RECORDS, 2, last_only=True)
+    assert len(pick_turns(RECORDS, 2, last_only=True)) == 2

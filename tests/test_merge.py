@@ -98,3 +98,21 @@ def test_merge_bfloat16_and_bad_adapter(tiny_model_dir, tiny_adapter, tmp_path, 
     )
     assert "not a LoRA adapter folder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_inference_merges_the_adapter_in_memory_with_the_same_numbers(tiny_model_dir, tiny_adapter):
+    """Unmerged LoRA layers cost extra matmuls at every token; inference merges them at load."""
+    from peft import PeftModel
+
+    from anxin.backends.hf import TransformersBackend
+
+    options = dict(device="cpu", dtype="float32")
+    merged = TransformersBackend.from_pretrained(str(tiny_model_dir), str(tiny_adapter), **options)
+    unmerged = TransformersBackend.from_pretrained(
+        str(tiny_model_dir), str(tiny_adapter), merge_adapter=False, **options
+    )
+    assert not isinstance(merged.model, PeftModel) and isinstance(unmerged.model, PeftModel)
+    ids = torch.tensor([merged.prompts.ids([{"role": "user", "content": "我最近压力很大"}])])
+    with torch.no_grad():
+        difference = (merged.model(ids).logits - unmerged.model(ids).logits).abs().max()
+    assert difference < 1e-4

@@ -89,6 +89,10 @@ class EvalConfig:
         type=_turn_count,
         metavar="N|all",
     )
+    last_turn_only: bool = arg(
+        False, "regenerate only each dialogue's last reply, as LLaMA-Factory's do_predict does"
+    )
+    loss: bool = arg(True, "teacher-forced loss and perplexity on every dialogue")
     max_samples: int | None = arg(None, "use at most N dialogues (default: all)", metavar="N")
     batch_size: int = arg(8, "batch for loss and replies", metavar="N")
     cutoff_len: int = arg(
@@ -208,6 +212,7 @@ def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str):
             batch_size=cfg.batch_size,
             cutoff_len=cfg.cutoff_len,
             settings=cfg.generation_settings(),
+            loss=cfg.loss,
             progress=cfg.progress,
             label=label,
         )
@@ -222,7 +227,7 @@ def _measure(cfg: EvalConfig, model, adapter, records, turns, label: str):
 def run_eval(cfg: EvalConfig) -> dict:
     """Measure the model (and the baseline), write the outputs, return metrics.json's content."""
     records = load_dialogues(cfg.data, cfg.max_samples, cfg.seed)
-    turns = pick_turns(records, cfg.max_turns, cfg.seed)
+    turns = pick_turns(records, cfg.max_turns, cfg.seed, last_only=cfg.last_turn_only)
     candidates = {"model": (cfg.model, cfg.adapter)}
     if cfg.compare:
         candidates["baseline"] = parse_model_ref(cfg.compare)

@@ -64,10 +64,16 @@ def all_turns(records: list[dict]) -> list[Turn]:
     return turns
 
 
-def pick_turns(records: list[dict], max_turns: int | None, seed: int = 42) -> list[Turn]:
+def pick_turns(
+    records: list[dict], max_turns: int | None, seed: int = 42, last_only: bool = False
+) -> list[Turn]:
     """At most `max_turns` replies, chosen by seed from the content alone (so the same file
-    and seed give the same turns on every machine, for every model), in dialogue order."""
+    and seed give the same turns on every machine, for every model), in dialogue order.
+    `last_only` keeps only each dialogue's last reply (LLaMA-Factory's do_predict)."""
     turns = all_turns(records)
+    if last_only:
+        last = {turn.dialogue: turn for turn in turns}
+        turns = list(last.values())
     if max_turns is None or max_turns >= len(turns):
         return turns
 
