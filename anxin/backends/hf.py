@@ -13,6 +13,7 @@ loading in the main one ran at 17 tokens/s, not 34.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,19 @@ def torch_thread() -> ThreadPoolExecutor:
 def on_torch_thread(function, *args, **kwargs):
     """Run `function` on the torch thread and return its result."""
     return torch_thread().submit(function, *args, **kwargs).result()
+
+
+def warn_if_int8_is_slow_here() -> None:
+    """torch's int8 matmul kernel is fast with AVX-512 and slow without it: on an AVX2-only CPU
+    `--quantize int8` decoded slower than float32 (bench/results/int8_kernels.md), so say so."""
+    from anxin.machine import cpu_flags
+
+    if "avx512f" not in cpu_flags():
+        print(
+            "anxin: warning: this CPU has no AVX-512, where int8 decoding is slower than the "
+            "default (measured here); drop --quantize, or use --backend llamacpp for speed",
+            file=sys.stderr,
+        )
 
 
 class TransformersBackend:
@@ -75,6 +89,8 @@ class TransformersBackend:
 
         if quantize not in (None, "int8"):
             raise ModelError(f"unknown quantization {quantize!r}; choose int8")
+        if quantize == "int8":
+            warn_if_int8_is_slow_here()
         path = resolve_model(model)
         prompts = ChatPrompts.prepare(
             load_tokenizer(path, adapter), template, adapter or path, allow_template_mismatch

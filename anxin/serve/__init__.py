@@ -43,8 +43,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True)
     model.add_argument(
         "--quantize",
         choices=("int8",),
-        help="transformers backend on a CPU: int8 weights for the matmuls, about 1.5x faster "
-        "to generate (an adapter is merged in memory first); default: none",
+        help="transformers backend on a CPU: int8 weights for the matmuls; about 1.5x faster to "
+        "generate on CPUs with AVX-512, SLOWER on AVX2-only CPUs (a warning says so); "
+        "default: none",
     )
     model.add_argument(
         "--allow-template-mismatch",
