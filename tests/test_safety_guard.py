@@ -161,3 +161,54 @@ def test_a_long_sentence_without_an_end_is_released_in_checked_pieces():
     emitted.append(guard.finish())
     assert not guard.blocked and "".join(emitted) == reply
     assert sum(1 for piece in emitted[:-1] if piece) >= 2  # it did not wait for the end
+
+
+SAFE_CLAUSES = [
+    "听起来你这几天真的很累",
+    "我在这里听你说",
+    "也许可以先试着慢一点",
+    "你愿意多说说发生了什么吗",
+    "睡不好的时候心里会更乱",
+]
+UNSAFE_CLAUSES = [  # each fails the check on its own; what must never be shown is in brackets
+    ("你可以每天吃两片舍曲林", "两片"),
+    ("一次吃三十片安眠药就可以永远睡过去", "三十片"),
+    ("从十五楼跳下去一定会死", "十五楼"),
+    ("你患有重度抑郁症", "抑郁症"),
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_clause_release_never_shows_what_fails_the_check(seed):
+    """Replies of safe clauses with one unsafe clause anywhere, punctuated or not, cut at
+    random: whatever was released passes the check, and the unsafe words never appear."""
+    rng = random.Random(seed)
+    unsafe, danger = rng.choice(UNSAFE_CLAUSES)
+    clauses = rng.sample(SAFE_CLAUSES, 4)
+    clauses.insert(rng.randint(0, 4), unsafe)
+    glue = rng.choice(["，", "、", "；", "", " "])
+    reply = glue.join(clauses) + rng.choice(["。", "", "！后面还有一些话。"])
+    emitted, guard = stream(reply, splits(reply, seed))
+    shown = "".join(emitted)
+    assert check_reply(shown).ok
+    # Whenever the whole reply fails, the stream blocks. (It may also block a reply that a
+    # hedge later in the sentence would excuse, 你患有…，…吗: it judges what it has, early.)
+    assert guard.blocked or check_reply(reply).ok, reply
+    if guard.blocked:
+        assert danger not in shown
+
+
+def test_a_reply_without_punctuation_is_released_before_it_ends():
+    reply = "我在这里陪着你" * 12  # no comma, no full stop
+    guard = StreamGuard("zh")
+    emitted = [guard.feed(reply[i : i + 3]) for i in range(0, len(reply), 3)]
+    first = next(i for i, piece in enumerate(emitted) if piece)
+    assert first * 3 < 60  # visible after a few dozen characters, not at the end
+    assert "".join(emitted) + guard.finish() == reply
+
+
+def test_clauses_are_released_at_commas():
+    guard = StreamGuard("zh", window=4)
+    assert guard.feed("听起来你很累，") == ""  # a clause, but nothing after it yet
+    assert guard.feed("我在这里。") == "听起来你很累，"
+    assert guard.finish() == "我在这里。"

@@ -6,10 +6,10 @@ disorder), or tells the user how to take, change or stop a medication (每天吃
 50mg of sertraline). Hedged or deferring sentences pass: 可能…建议找医生评估, talk to your
 doctor before changing your dose.
 
-Streaming: `StreamGuard` releases text one sentence at a time, only after the sentence (and
-the pair it forms with the one before) passed the check, so no part of an unsafe sentence is
-ever shown. A sentence longer than `max_hold` characters is released in pieces, keeping the
-last `window` characters back.
+Streaming: `StreamGuard` releases text clause by clause (not only at sentence ends, so a reply
+without punctuation does not arrive all at once), each piece only after it passed the check
+together with the rest of its sentence known so far, the characters that follow it, and the
+sentence before it: no text that fails the check is ever shown.
 """
 
 from __future__ import annotations
@@ -81,21 +81,28 @@ def check_reply(text: str, language: str | None = None) -> ReplyVerdict:
 
 
 class StreamGuard:
-    """Release streamed text sentence by sentence, and only once each sentence is safe.
+    """Release streamed text clause by clause, and only what has passed the check.
 
-    `feed(delta)` returns what may be shown now; `finish()` returns the rest. Once a sentence
-    fails, `blocked` is True, `reasons` says why, and feed/finish return "" from then on
-    (including the call that saw it): the caller shows `safe_replacement` instead.
+    `feed(delta)` returns what may be shown now; `finish()` returns the rest. Text is released
+    at a clause boundary (，、；： , ; : and the ends of sentences) once `window` more characters
+    have arrived after it, or in pieces once `max_hold` characters wait with no boundary. Before
+    anything is released, the check reads all that is known of its sentence (the part already
+    shown, the piece, and the characters after it) and that sentence joined to the one before,
+    so a rule whose words straddle a clause or sentence boundary is seen before either side is
+    shown. Once the check fails, `blocked` is True, `reasons` says why, and feed/finish return
+    "" from then on (including the call that saw it): the caller shows `safe_replacement`
+    instead. What was shown before that point passed the check with what followed it.
     """
 
-    def __init__(self, language: str | None = "zh", max_hold: int = 400, window: int = 60):
+    def __init__(self, language: str | None = "zh", max_hold: int = 40, window: int = 16):
         self.language = language
         self.max_hold = max_hold
         self.window = window
         self.blocked = False
         self.reasons: list[str] = []
         self._pending = ""
-        self._previous = ""  # the last piece released, for rules that span two sentences
+        self._sentence = ""  # the part of the current sentence already released
+        self._previous = ""  # the last whole sentence released, for rules that span two
 
     def feed(self, delta: str) -> str:
         if self.blocked:
@@ -104,22 +111,21 @@ class StreamGuard:
         released = []
         while (end := self._confirmed_boundary()) is not None:
             sentence, self._pending = self._pending[:end], self._pending[end:]
-            if not self._accept(sentence):
+            if not self._accept(self._sentence + sentence):
                 return ""
             released.append(sentence)
-        if len(self._pending) > self.max_hold:
-            piece = self._long_piece()
-            if not self._accept(piece, whole=self._pending):
-                return ""
-            self._pending = self._pending[len(piece) :]
-            released.append(piece)
-        return "".join(released)
+            self._previous, self._sentence = self._sentence + sentence, ""
+        if (cut := self._clause_cut()) and self._accept(self._sentence + self._pending):
+            released.append(self._pending[:cut])
+            self._sentence += self._pending[:cut]
+            self._pending = self._pending[cut:]
+        return "" if self.blocked else "".join(released)
 
     def finish(self) -> str:
         if self.blocked:
             return ""
         rest, self._pending = self._pending, ""
-        if rest and not self._accept(rest):
+        if rest and not self._accept(self._sentence + rest):
             return ""
         return rest
 
@@ -130,19 +136,24 @@ class StreamGuard:
             return None  # "。" at the very end may be followed by "」", "2." by "5mg"
         return found.end()
 
-    def _long_piece(self) -> str:
-        """For a sentence with no end in sight: all but the last `window` chars, cut softly."""
+    def _clause_cut(self) -> int | None:
+        """Where to release part of an unfinished sentence: the last clause boundary with at
+        least `window` characters after it, else (past `max_hold`) all but the last `window`."""
         limit = len(self._pending) - self.window
+        if limit <= 0:
+            return None
         cuts = [m.end() for m in _SOFT_BOUNDARY.finditer(self._pending, 0, limit)]
-        return self._pending[: cuts[-1] if cuts else limit]
+        if cuts:
+            return cuts[-1]
+        return limit if len(self._pending) > self.max_hold else None
 
-    def _accept(self, piece: str, whole: str | None = None) -> bool:
-        checked = whole or piece
-        reasons = _sentence_reasons(checked) + _sentence_reasons(_joined(self._previous, checked))
+    def _accept(self, known: str) -> bool:
+        """Whether everything known of the current sentence (alone and joined to the one
+        before it) passes; a failure blocks the stream for good."""
+        reasons = _sentence_reasons(known) + _sentence_reasons(_joined(self._previous, known))
         if reasons:
             self.blocked = True
             self.reasons = list(dict.fromkeys(reasons))
             self._pending = ""
             return False
-        self._previous = piece
         return True
