@@ -47,8 +47,9 @@ def import_llama_cpp():
         import llama_cpp
     except ImportError as error:
         raise ModelError(
-            "the llamacpp backend needs llama-cpp-python: pip install 'anxin[llamacpp]' "
-            "(it compiles llama.cpp, about 4 minutes), or drop --backend llamacpp"
+            "the llamacpp backend needs llama-cpp-python: run `make llamacpp` in the anxin "
+            "checkout (or pip install 'anxin[llamacpp]'; it compiles llama.cpp, about 4 minutes), "
+            "or drop --backend llamacpp"
         ) from error
     return llama_cpp
 
