@@ -267,3 +267,18 @@ def test_judge_flags_need_a_judge_and_turns():
         EvalConfig(data="d", out="o", judge_model="m")
     with pytest.raises(ValueError, match="max_turns must not be 0"):
         EvalConfig(data="d", out="o", judge="http://x", max_turns=0)
+
+
+def test_a_prompt_too_long_for_the_window_is_written_whole():
+    from anxin.engine import Engine
+    from anxin.evaluate.predictions import rendered_prompt
+
+    class SmallWindow:  # no tokenizer of its own, like an upstream server
+        name, context_length = "small", 64
+
+        def count_tokens(self, messages):
+            return sum(len(m["content"]) for m in messages)
+
+    context = [{"role": "user", "content": "我不想活了。" * 20}]  # the care layer answers it
+    text = rendered_prompt(Engine(SmallWindow()), context, 16, 64)
+    assert text.startswith("system: ") and text.endswith("user: " + context[0]["content"])

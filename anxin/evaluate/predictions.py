@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from anxin.atomic import write_jsonl
+from anxin.errors import ContextTooLong
 from anxin.generation import GenerationSettings
+from anxin.template import with_system
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 
@@ -23,7 +25,10 @@ def rendered_prompt(engine, context: list[dict], max_new_tokens: int, cutoff_len
     window applied as for the reply (cutoff_len, room kept for max_new_tokens), rendered by
     the chat template and decoded with its special tokens (LLaMA-Factory's "prompt")."""
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
-    messages, _ = engine.fit_context(context, settings, cutoff_len)
+    try:
+        messages, _ = engine.fit_context(context, settings, cutoff_len)
+    except ContextTooLong:  # a crisis message the care layer answered without the model
+        messages = with_system(context, engine.system_prompt)
     prompts = getattr(engine.backend, "prompts", None)
     if prompts is None:  # a backend without a local tokenizer (--upstream): the messages
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
