@@ -4,7 +4,7 @@
     answers = llm.complete_all([Request(messages, {"temperature": 0, "max_tokens": 512})])
     print(llm.usage_line())
 
-- at most `concurrency` calls run at once (a thread pool: the openai client is synchronous);
+- at most `concurrency` calls run at once (threads: the openai client is synchronous);
 - 429, 5xx, timeouts and dropped connections are retried with exponential backoff and jitter,
   and a server's Retry-After is honoured; other errors (a wrong key, an unknown model) stop the
   run with one line (`LLMError`);
@@ -24,11 +24,12 @@ import email.utils
 import hashlib
 import json
 import os
+import queue
 import random
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -265,8 +266,9 @@ class LLMClient:
         for i, request in enumerate(requests):
             same.setdefault(first.setdefault(self.cache_key(request), i), []).append(i)
         start = time.perf_counter()
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"anxin-{self.role}")
-        futures = {pool.submit(self.complete, requests[i]): i for i in first.values()}
+        futures = run_in_threads(
+            self.complete, {i: requests[i] for i in first.values()}, self.concurrency, self._stop
+        )
         bar = tqdm(
             total=len(requests),
             desc=f"{self.role}: {desc}".rstrip(": "),
@@ -282,7 +284,7 @@ class LLMClient:
                         self.usage.add(answers[i])
                     bar.update()
         except KeyboardInterrupt:
-            self._abort(pool)
+            self._abort(futures)
             done = sum(a is not None for a in answers)
             print(
                 f"\n{self.role}: interrupted: {done} of {len(requests)} calls done and kept in "
@@ -291,20 +293,19 @@ class LLMClient:
             )
             raise
         except BaseException:
-            self._abort(pool)
+            self._abort(futures)
             raise
         finally:
             bar.close()
             self.usage.seconds += time.perf_counter() - start
-        pool.shutdown()
         return answers  # type: ignore[return-value]
 
-    def _abort(self, pool: ThreadPoolExecutor) -> None:
-        """Stop queued and retrying calls, and end the ones in flight: closing the HTTP client
-        fails their requests at once, so the process need not wait out their timeouts."""
+    def _abort(self, futures: dict[Future, int]) -> None:
+        """Start no more calls and let the process exit without waiting for those in flight:
+        they run on daemon threads, and every finished answer is already in the cache."""
         self._stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        for future in futures:
+            future.cancel()
 
     def plan_line(self, requests: list[Request], desc: str = "") -> str:
         unique = list({self.cache_key(r): r for r in requests}.values())
@@ -328,6 +329,40 @@ class LLMClient:
     def describe(self) -> dict:
         """What metrics.json records about this LLM (never the key)."""
         return {"url": self.base_url, "model": self.model, "usage": asdict(self.usage)}
+
+
+def run_in_threads(
+    function, items: dict[int, object], workers: int, stop: threading.Event
+) -> dict[Future, int]:
+    """`function(item)` for every item on `workers` daemon threads; {future: index}.
+
+    Daemon threads, not a ThreadPoolExecutor: after Ctrl-C the interpreter would wait for the
+    executor's threads, that is for each call in flight to answer or time out (minutes with a
+    slow judge). A call cut short this way is simply asked again on the next run.
+    """
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    futures: dict[Future, int] = {}
+    for index, item in items.items():
+        future: Future = Future()
+        futures[future] = index
+        jobs.put((future, item))
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                future, item = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while waiting
+            try:
+                future.set_result(function(item))
+            except BaseException as error:  # handed to the caller through the future
+                future.set_exception(error)
+
+    for _ in range(min(workers, len(futures))):
+        threading.Thread(target=work, name="anxin-llm", daemon=True).start()
+    return futures
 
 
 def retry_delay(error: Exception, attempt: int, backoff: float) -> float:

@@ -182,3 +182,47 @@ def test_retry_delay_honours_retry_after_else_backs_off_with_jitter():
 
 def test_api_base():
     assert api_base("http://h:8000") == api_base("http://h:8000/v1/") == "http://h:8000/v1"
+
+
+CTRL_C_SCRIPT = """
+import sys
+from anxin.llm import LLMClient, Request
+llm = LLMClient(sys.argv[1], "fake-judge", concurrency=2, progress=False)
+try:
+    llm.complete_all([Request([{"role": "user", "content": t}]) for t in ("fast", "slow", "slow2")])
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_exits_at_once_without_waiting_for_calls_in_flight(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    release = threading.Event()
+
+    def script(body):
+        if body["messages"][-1]["content"] != "fast":
+            release.wait(60)  # a judge that takes its time
+        return Say("done")
+
+    with FakeLLM(script) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_SCRIPT, server.url], stderr=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while server.calls < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # the fast answer reaches the cache
+            process.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            _, err = process.communicate(timeout=30)
+            waited = time.monotonic() - started
+        finally:
+            release.set()
+            process.kill()
+    assert process.returncode == 130 and waited < 10
+    assert "interrupted: 1 of 3 calls done" in err

@@ -205,6 +205,7 @@ def run_simulation(cfg: SimulateConfig, engine, system: str = "the engine") -> d
     metrics = summarise(conversations, ratings)
     metrics["settings"] = asdict(cfg)
     metrics["system"] = system
+    metrics["system_sampling"] = asdict(engine.settings)  # the replies' own settings
     metrics["client"], metrics["judge"] = client.describe(), judge.describe()
     write_simulation(Path(cfg.out), metrics, conversations, ratings, cfg.save_transcripts)
     return metrics

@@ -238,7 +238,11 @@ def render_report(metrics: dict) -> str:
         "## Settings",
         "",
         "```json",
-        json.dumps(settings, indent=2, ensure_ascii=False),
+        json.dumps(
+            {**settings, "system_sampling": metrics.get("system_sampling")},
+            indent=2,
+            ensure_ascii=False,
+        ),
         "```",
         "",
     ]
