@@ -183,7 +183,13 @@ def build_config(
     and command-line overrides), so an unknown key is blamed on the right one."""
     owners = field_owners(config_cls)
     per_section: dict[str, dict[str, Any]] = {name: {} for name in _section_types(config_cls)}
+    # A config may know keys of another tool that it does not take as fields (LLaMA-Factory's):
+    # `foreign_key(key, value)` returns True for one accepted as it is, raises ConfigError with
+    # the reason for one refused, and returns False for a key it does not know either.
+    foreign_key = getattr(config_cls, "foreign_key", None)
     for key, value in values.items():
+        if key not in owners and foreign_key is not None and foreign_key(key, value):
+            continue
         if key not in owners:
             hint = closest_key(key, list(owners))
             suggestion = f"; did you mean '{hint}'?" if hint else ""

@@ -2,7 +2,9 @@
 
 `training_loss.png` shows the raw training loss and a smoothed line over it;
 `training_eval_loss.png` shows the validation loss at each evaluation. Same figures as
-LLaMA-Factory's `plot_loss`, so runs of the two can be compared by eye.
+LLaMA-Factory's `plot_loss`, so runs of the two can be compared by eye. Preference training
+(stage dpo, kto) adds `training_rewards.png`: the rewards of chosen and rejected answers and
+their margin, and the share of pairs ranked right, for training and validation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from pathlib import Path
 
 TRAINER_LOG = "trainer_log.jsonl"
 FIGURES = {"loss": "training_loss.png", "eval_loss": "training_eval_loss.png"}
+REWARDS_FIGURE = "training_rewards.png"
+REWARD_LINES = {
+    "rewards/chosen": "#2ca02c",
+    "rewards/rejected": "#d62728",
+    "rewards/margins": "#1f77b4",
+}
 
 
 def read_log(output_dir: str | Path) -> list[dict]:
@@ -79,7 +87,10 @@ def plot_curve(steps: list[int], values: list[float], key: str, title: str, targ
     return target
 
 
-def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = ("loss", "eval_loss")) -> list[Path]:
+DEFAULT_KEYS = ("loss", "eval_loss")
+
+
+def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = DEFAULT_KEYS) -> list[Path]:
     """Draw one PNG per key that the log has values for; return the files written."""
     output_dir = Path(output_dir)
     entries = read_log(output_dir)
@@ -94,10 +105,65 @@ def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = ("loss", "eval_los
     return written
 
 
+def plot_rewards(output_dir: str | Path) -> Path | None:
+    """training_rewards.png beside the loss: rewards and margin (left), the share of pairs
+    whose chosen answer out-scores the rejected one (right); None without rewards in the log."""
+    output_dir = Path(output_dir)
+    entries = read_log(output_dir)
+    if not any("rewards/chosen" in e or "eval_rewards/chosen" in e for e in entries):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from anxin.atomic import atomic_path
+
+    figure, (rewards, accuracy) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    for key, color in REWARD_LINES.items():
+        label = key.split("/")[1]
+        _draw(rewards, entries, key, color, label, smoothed=True)
+        _draw(rewards, entries, f"eval_{key}", color, f"eval {label}", smoothed=False)
+    rewards.axhline(0, color="#888888", linewidth=0.8)
+    rewards.set_title(f"rewards of {output_dir.name}")
+    rewards.set_ylabel("reward (β × log-ratio to the reference)")
+    _draw(accuracy, entries, "rewards/accuracies", "#1f77b4", "train", smoothed=True)
+    _draw(accuracy, entries, "eval_rewards/accuracies", "#ff7f0e", "eval", smoothed=False)
+    accuracy.set_ylim(-0.02, 1.02)
+    accuracy.set_title("pairs ranked right (reward accuracy)")
+    if not accuracy.lines:  # KTO's answers come unpaired: nothing to rank
+        accuracy.text(0.5, 0.5, "no pairs to rank (KTO)", ha="center", transform=accuracy.transAxes)
+    for axes in (rewards, accuracy):
+        axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize=8)
+    figure.tight_layout()
+    target = output_dir / REWARDS_FIGURE
+    with atomic_path(target, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+    return target
+
+
+def _draw(axes, entries, key: str, color: str, label: str, smoothed: bool) -> None:
+    steps, values = series(entries, key)
+    if not steps:
+        return
+    if smoothed:  # training values are per logging step: noisy, so smoothed over the raw line
+        axes.plot(steps, values, color=color, alpha=0.3)
+        axes.plot(steps, smooth(values), color=color, label=label)
+    else:
+        axes.plot(steps, values, color=color, linestyle="--", marker="o", markersize=3, label=label)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Redraw the loss curves of a training run from OUTPUT_DIR/trainer_log.jsonl: "
-        "training_loss.png (raw and smoothed) and training_eval_loss.png."
+        "training_loss.png (raw and smoothed) and training_eval_loss.png, and for "
+        "preference training (dpo, kto) training_rewards.png."
     )
     parser.epilog = "example:\n  anxin plot saves/smollm2-135m/lora/sft"
     parser.add_argument("output_dir", help="the run's output_dir (holds trainer_log.jsonl)")
@@ -112,6 +178,8 @@ def main(args: argparse.Namespace) -> int:
     keys = tuple(k.strip() for k in args.keys.split(",") if k.strip())
     try:
         written = plot_loss(args.output_dir, keys)
+        rewards = plot_rewards(args.output_dir) if keys == DEFAULT_KEYS else None
+        written += [rewards] if rewards else []
     except FileNotFoundError as error:
         print(f"anxin plot: error: {error}", file=sys.stderr)
         return 2

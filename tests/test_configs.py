@@ -73,3 +73,18 @@ def test_deepspeed_configs_parse_and_plug_in(stage, monkeypatch):
     assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["bf16"]["enabled"] == "auto"
     cfg = load_train_config(CONFIGS / "smollm2-135m" / "lora_sft.yaml", [f"deepspeed={path}"])
     assert cfg.train.deepspeed == str(path)
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "llama3-8b-instruct"])
+def test_dpo_recipes_continue_the_sft_adapter_on_the_bundled_pairs(model):
+    from anxin.data.registry import load_dataset_info
+
+    sft = load_train_config(CONFIGS / model / "lora_sft.yaml")
+    dpo = load_train_config(CONFIGS / model / "dpo.yaml")
+    assert dpo.method.stage == "dpo" and dpo.preference.pref_loss == "sigmoid"
+    assert dpo.model.adapter_name_or_path == sft.output.output_dir  # the SFT run's adapter
+    assert dpo.model.model_name_or_path == sft.model.model_name_or_path
+    assert dpo.model.template == sft.model.template and dpo.data.cutoff_len == sft.data.cutoff_len
+    assert dpo.data.dataset == "anxin_pairs"
+    assert load_dataset_info(CONFIGS.parent / "data")["anxin_pairs"]["ranking"] is True
+    assert dpo.data.val_size > 0  # held-out pairs: reward accuracy is reported

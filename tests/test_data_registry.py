@@ -122,7 +122,15 @@ def test_invalid_data_raises_unless_skipped(dataset_dir):
     [
         ({"file_name": "a.json", "formating": "alpaca"}, r"'formating'; did you mean 'formatting'"),
         ({"hf_hub_url": "x/y"}, r"hf_hub_url: not supported: download hub datasets first"),
-        ({"file_name": "a.json", "ranking": True}, r"ranking: not supported"),
+        (
+            {"file_name": "a.json", "formatting": "smilechat", "ranking": True},
+            r"ranking: preference pairs are read in the alpaca or sharegpt formatting",
+        ),
+        ({"file_name": "a.json", "ranking": "yes"}, r"ranking: must be true or false"),
+        (
+            {"file_name": "a.json", "ranking": True, "columns": {"response": "output"}},
+            r"columns.response: unknown key",
+        ),
         ({"formatting": "alpaca"}, r"d.file_name: is missing"),
         ({"file_name": "a.json", "formatting": "csv"}, r"unknown formatting 'csv'"),
         (

@@ -76,3 +76,41 @@ def test_cli_redraws_and_reports_missing_logs(tmp_path, capsys):
     assert "no training log" in capsys.readouterr().err
     write_log(tmp_path / "empty", [])
     assert cli_main(["plot", str(tmp_path / "empty")]) == 1
+
+
+def preference_log(steps: int = 12) -> list[dict]:
+    entries = []
+    for step in range(1, steps + 1):
+        entries.append(
+            {
+                "step": step,
+                "loss": 0.69 - 0.02 * step,
+                "rewards/chosen": 0.01 * step,
+                "rewards/rejected": -0.02 * step,
+                "rewards/margins": 0.03 * step,
+                "rewards/accuracies": min(1.0, 0.4 + 0.05 * step),
+            }
+        )
+        if step % 6 == 0:
+            entries.append({"step": step, "eval_loss": 0.6, "eval_rewards/chosen": 0.05,
+                            "eval_rewards/rejected": -0.1, "eval_rewards/margins": 0.15,
+                            "eval_rewards/accuracies": 0.7})  # fmt: skip
+    return entries
+
+
+def test_preference_runs_get_a_rewards_figure_beside_the_loss(tmp_path, capsys):
+    from anxin.plot import plot_rewards
+
+    write_log(tmp_path / "dpo", preference_log())
+    path = plot_rewards(tmp_path / "dpo")
+    assert path.name == "training_rewards.png"
+    width, height = png_size(path)
+    assert width > height  # two panels side by side: rewards, and pairs ranked right
+    assert cli_main(["plot", str(tmp_path / "dpo")]) == 0
+    assert "training_rewards.png" in capsys.readouterr().out
+
+    kto = [{k: v for k, v in e.items() if "accuracies" not in k} for e in preference_log()]
+    write_log(tmp_path / "kto", kto)
+    assert plot_rewards(tmp_path / "kto").is_file()  # KTO has rewards but no pairs to rank
+    write_log(tmp_path / "sft", training_log())
+    assert plot_rewards(tmp_path / "sft") is None

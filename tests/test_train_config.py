@@ -34,7 +34,36 @@ def test_defaults_follow_llama_factory():
         (["lora_rank=0"], "lora_rank must be > 0"),
         (["lora_dropout=1"], "lora_dropout must be in [0, 1)"),
         (["lora_target=all,q_proj"], "lora_target: use all on its own"),
-        (["stage=dpo"], "stage must be one of sft"),
+        (["stage=ppo"], "stage must be one of sft, dpo, kto"),
+        (["pref_loss=kto_pair"], "pref_loss must be one of sigmoid, hinge, ipo, orpo, simpo"),
+        (["stage=dpo", "pref_beta=0"], "pref_beta must be > 0"),
+        (["stage=dpo", "dpo_label_smoothing=0.5"], "dpo_label_smoothing must be in [0, 0.5)"),
+        (["pref_loss=ipo", "dpo_label_smoothing=0.1"], "applies to pref_loss: sigmoid only"),
+        (["stage=kto", "pref_ftx=0.1"], "pref_ftx applies to stage dpo"),
+        (
+            ["stage=dpo", "train_on_prompt=true"],
+            "train_on_prompt and mask_history apply to stage sft",
+        ),
+        (
+            ["stage=dpo", "do_predict=true", "predict_with_generate=true"],
+            "do_predict applies to stage sft",
+        ),
+        (["do_predict=true"], "do_predict needs predict_with_generate: true"),
+        (["quantization_method=hqq"], "anxin quantises with bitsandbytes only"),
+        (["adapter_name_or_path=a,b"], "anxin starts from one adapter"),
+        (
+            ["adapter_name_or_path=a", "finetuning_type=full"],
+            "adapter_name_or_path needs finetuning_type: lora",
+        ),
+        (["use_dora=true", "pissa_init=true"], "use_dora and pissa_init are different adapters"),
+        (["pissa_init=true", "finetuning_type=full"], "pissa_init needs finetuning_type: lora"),
+        (["loraplus_lr_ratio=0"], "loraplus_lr_ratio must be > 0"),
+        (["early_stopping_steps=3"], "early_stopping_steps needs load_best_model_at_end"),
+        (
+            ["group_by_length=true", "disable_shuffling=true"],
+            "set group_by_length or disable_shuffling",
+        ),
+        (["do_train=false"], "do_train and do_predict are both false"),
         (["finetuning_type=freeze"], "finetuning_type must be one of lora, full"),
         (["lr_scheduler_type=cosin"], "lr_scheduler_type must be one of"),
         (["warmup_steps=5", "warmup_ratio=0.1"], "set warmup_steps or warmup_ratio, not both"),
@@ -46,7 +75,10 @@ def test_defaults_follow_llama_factory():
         (["eval_strategy=sometimes"], "eval_strategy must be one of no, steps, epoch"),
         (["report_to=slack"], "report_to must be one of"),
         (["deepspeed=no/such/ds.json"], "deepspeed: config file not found"),
-        (["load_best_model_at_end=true"], "load_best_model_at_end needs validation data"),
+        (
+            ["load_best_model_at_end=true", "val_size=0"],
+            "load_best_model_at_end needs validation data",
+        ),
         (
             ["load_best_model_at_end=true", "val_size=0.1", "save_steps=100", "eval_steps=30"],
             "save_steps (100) to be a multiple of eval_steps (30)",
@@ -133,6 +165,13 @@ def test_machine_checks_refuse_what_this_cpu_cannot_do(monkeypatch):
         env.check_machine(build("deepspeed=configs/deepspeed/zero2.json"))
     with pytest.raises(ConfigError, match="pip install bitsandbytes"):
         env.check_machine(build("quantization_bit=4"))
+    # use_cpu keeps a run off the GPU it has: as if there were none, and saying why.
+    assert env.uses_cuda(build()) and not env.uses_cuda(build("use_cpu=true"))
+    with pytest.raises(
+        ConfigError, match=r"QLoRA needs a CUDA GPU \(bitsandbytes\); use_cpu is true"
+    ):
+        env.check_machine(build("quantization_bit=4", "use_cpu=true"))
+    assert env.pick_precision("auto", False, cuda=False).mode in ("bf16", "fp32")
 
 
 @pytest.mark.parametrize(

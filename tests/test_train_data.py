@@ -42,7 +42,9 @@ def test_a_conversation_with_its_own_system_prompt_keeps_it(tmp_path, tiny_token
     ]
     with open(folder / "toy.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(own) + "\n")
-    records = load_conversations(data_args(folder), DEFAULT_SYSTEM_PROMPT, seed=1).train
+    records = load_conversations(
+        data_args(folder, "val_size=0"), DEFAULT_SYSTEM_PROMPT, seed=1
+    ).train
     systems = [r["messages"][0]["content"] for r in records]
     assert systems.count("Be brief.") == 1 and systems.count(DEFAULT_SYSTEM_PROMPT) == 4
 

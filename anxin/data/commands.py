@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from anxin.atomic import atomic_path, write_jsonl
+from anxin.data.pairs import add_pairs_arguments, run_pairs
 from anxin.data.readers import READERS, REPAIR_BY_DEFAULT, detect_format, read_records
 from anxin.data.record import CheckReport, check_records, location
 from anxin.data.registry import canonical_entry, register_dataset
@@ -30,6 +31,7 @@ examples:
       --register data --name smilechat
   anxin data check data/smilechat.jsonl --rubric
   anxin data stats data/smilechat.jsonl --model smollm2 --plot lengths.png
+  anxin data pairs data/smilechat.jsonl -o data/pairs.jsonl --model smollm2 --rubric --register data
   anxin data download --help
 
 formats: alpaca, sharegpt (LLaMA-Factory), messages (OpenAI, our canonical JSONL),
@@ -416,6 +418,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "convert": ("convert a corpus to canonical messages JSONL", add_convert_arguments, run_convert),
     "check": ("validate a dataset; exit code 1 on problems", add_check_arguments, run_check),
     "stats": ("dialogue, turn, character and token statistics", add_stats_arguments, run_stats),
+    "pairs": ("preference pairs: counsellor vs model replies", add_pairs_arguments, run_pairs),
 }
 
 

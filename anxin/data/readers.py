@@ -48,6 +48,11 @@ SHAREGPT_TAGS = {
     "assistant_tag": "gpt",
     "system_tag": "system",
 }
+# Preference data (LLaMA-Factory's `"ranking": true` entries): two answers to one prompt.
+PAIR_FIELDS = ("chosen", "rejected")
+RANKING_COLUMNS = {"chosen": "chosen", "rejected": "rejected"}
+# KTO data: one answer marked good (true) or bad (false), in the record under this key.
+KTO_TAG = "kto_tag"
 SMILECHAT_ROLES = {"client": "user", "counselor": "assistant"}
 CPSYCOUND_USER_LABELS = ("来访者",)
 CPSYCOUND_ASSISTANT_LABELS = ("心理咨询师",)
@@ -229,16 +234,21 @@ def _metadata(obj: dict, consumed: set[str | None]) -> dict:
 
 
 def read_alpaca(
-    path: str | Path, *, columns: dict | None = None, on_error: OnError | None = None
+    path: str | Path,
+    *,
+    columns: dict | None = None,
+    ranking: bool = False,
+    on_error: OnError | None = None,
 ) -> Iterator[dict]:
     """Alpaca: ``{"instruction", "input", "output", "system"?, "history"?}`` per item.
 
     As in LLaMA-Factory the user turn is instruction and input joined by a newline (input only
     when non-empty), and history is a list of [user, assistant] pairs that come before it.
     `columns` renames the keys, with LLaMA-Factory's names: prompt, query, response, system,
-    history.
+    history; and for preference data chosen and rejected (with `ranking`: two answers instead
+    of response, see PAIR_FIELDS) or kto_tag (the response marked good or bad, see KTO_TAG).
     """
-    names = {**ALPACA_COLUMNS, **(columns or {})}
+    names = {**ALPACA_COLUMNS, **(RANKING_COLUMNS if ranking else {}), **(columns or {})}
 
     def convert(item: Any, file: Path, line: int) -> dict:
         obj = _require_object(item, file, line)
@@ -246,15 +256,33 @@ def read_alpaca(
             _text(obj, names[key], file, line, names[key], required=False)
             for key in ("prompt", "query")
         ]
-        response = _text(obj, names["response"], file, line, names["response"], required=True)
         system = _text(obj, names["system"], file, line, names["system"], required=False)
         messages = [{"role": "system", "content": system}] if system else []
         messages += _alpaca_history(obj.get(names["history"]), names["history"], file, line)
         messages.append({"role": "user", "content": "\n".join(p for p in parts if p)})
+        if ranking:
+            answers = {
+                side: _text(obj, names[side], file, line, names[side], required=True)
+                for side in PAIR_FIELDS
+            }
+            return {**_metadata(obj, set(names.values())), "messages": messages, **answers}
+        response = _text(obj, names["response"], file, line, names["response"], required=True)
         messages.append({"role": "assistant", "content": response})
-        return {**_metadata(obj, set(names.values())), "messages": messages}
+        record = {**_metadata(obj, set(names.values())), "messages": messages}
+        return _with_kto_tag(record, obj, names.get("kto_tag"), file, line)
 
     return _read_json_items(path, convert, on_error)
+
+
+def _with_kto_tag(record: dict, obj: dict, column: str | None, file: Path, line: int) -> dict:
+    """Add KTO's good/bad mark from `column` (only when dataset_info names one)."""
+    if column is None:
+        return record
+    tag = obj.get(column)
+    if not isinstance(tag, bool):
+        problem = f"must be true or false, not {short_repr(tag)}"
+        raise DataError(file, line, column, problem, BAD_STRUCTURE)
+    return {**record, KTO_TAG: tag}
 
 
 def _alpaca_history(history: Any, name: str, file: Path, line: int) -> list[dict]:
@@ -282,15 +310,18 @@ def read_sharegpt(
     *,
     columns: dict | None = None,
     tags: dict | None = None,
+    ranking: bool = False,
     on_error: OnError | None = None,
 ) -> Iterator[dict]:
     """ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}], "system"?}``.
 
-    `columns` (messages, system) and `tags` (role_tag, content_tag, user_tag, assistant_tag,
-    system_tag) take LLaMA-Factory's dataset_info names and defaults. As there, a leading
-    system turn wins over the system column.
+    `columns` (messages, system; chosen and rejected with `ranking`; kto_tag) and `tags`
+    (role_tag, content_tag, user_tag, assistant_tag, system_tag) take LLaMA-Factory's
+    dataset_info names and defaults. As there, a leading system turn wins over the system
+    column. With `ranking` the conversation ends with the user's turn and chosen and rejected
+    are one assistant turn each (LLaMA-Factory's layout), read into plain texts.
     """
-    names = {**SHAREGPT_COLUMNS, **(columns or {})}
+    names = {**SHAREGPT_COLUMNS, **(RANKING_COLUMNS if ranking else {}), **(columns or {})}
     tag = {**SHAREGPT_TAGS, **(tags or {})}
     roles = {tag["user_tag"]: "user", tag["assistant_tag"]: "assistant"}
     roles[tag["system_tag"]] = "system"
@@ -309,9 +340,29 @@ def read_sharegpt(
         system = _text(obj, system_column, file, line, system_column, required=False)
         if system and not (messages and messages[0]["role"] == "system"):
             messages.insert(0, {"role": "system", "content": system})
-        return {**_metadata(obj, {names["messages"], system_column}), "messages": messages}
+        consumed = {names["messages"], system_column}
+        if ranking:
+            answers = {
+                side: _ranked_answer(obj, names[side], tag, roles, file, line)
+                for side in PAIR_FIELDS
+            }
+            consumed |= {names[side] for side in PAIR_FIELDS}
+            return {**_metadata(obj, consumed), "messages": messages, **answers}
+        record = {**_metadata(obj, consumed | {names.get("kto_tag")}), "messages": messages}
+        return _with_kto_tag(record, obj, names.get("kto_tag"), file, line)
 
     return _read_json_items(path, convert, on_error)
+
+
+def _ranked_answer(obj: dict, column: str, tag: dict, roles: dict, file: Path, line: int) -> str:
+    """A ranking answer: one assistant turn in the file's tags, returned as its text."""
+    if column not in obj:
+        raise DataError(file, line, column, "is missing", BAD_STRUCTURE)
+    turn = _sharegpt_turn(obj[column], column, tag, roles, file, line)
+    if turn["role"] != "assistant":
+        problem = f"must be an assistant turn ({tag['role_tag']}: {tag['assistant_tag']})"
+        raise DataError(file, line, f"{column}.{tag['role_tag']}", problem, UNKNOWN_ROLE)
+    return turn["content"]
 
 
 def _sharegpt_turn(

@@ -6,6 +6,10 @@ over-sample it. Our canonical JSONL registers exactly as LLaMA-Factory registers
 data (see CANONICAL_ENTRY). Besides LLaMA-Factory's ``alpaca`` and ``sharegpt``, ``formatting``
 may name any of our readers (``messages``, ``smilechat``, ``cpsycound``, ``emollm``), so a raw
 corpus can be registered as it is.
+
+Preference data registers as in LLaMA-Factory: ``"ranking": true`` with ``chosen`` and
+``rejected`` columns (pairs for stage dpo), or a ``kto_tag`` column (answers marked good or bad
+for stage kto); see anxin.data.preference for the records they become.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from anxin.atomic import write_json
+from anxin.data.preference import check_preferences
 from anxin.data.readers import READERS, REPAIR_BY_DEFAULT
 from anxin.data.record import CheckReport, check_records
 from anxin.data.split import oversample
@@ -40,8 +45,8 @@ CANONICAL_ENTRY_TEMPLATE: dict[str, Any] = {
 }
 
 # LLaMA-Factory keys we honour, keys we can ignore safely, and keys that need what we do not do
-# (hub downloads, preference data, multimodal columns).
-_USED_KEYS = {"file_name", "formatting", "columns", "tags", "num_samples"}
+# (hub downloads, multimodal columns).
+_USED_KEYS = {"file_name", "formatting", "columns", "tags", "num_samples", "ranking"}
 _IGNORED_KEYS = {"file_sha1"}
 _UNSUPPORTED_KEYS = {
     "hf_hub_url": "download hub datasets first (anxin data download) and name the local file",
@@ -49,14 +54,18 @@ _UNSUPPORTED_KEYS = {
     "om_hub_url": "download hub datasets first (anxin data download) and name the local file",
     "script_url": "loading scripts are not run; convert the data to a file",
     "cloud_file_name": "copy the file locally and use file_name",
-    "ranking": "preference (ranking) data is not used for supervised fine-tuning",
     "subset": "subsets apply to hub datasets only",
     "folder": "folders apply to hub datasets only; point file_name at the folder",
     "split": "local files have a single split",
 }
 _COLUMNS = {
-    "alpaca": {"prompt", "query", "response", "system", "history"},
-    "sharegpt": {"messages", "system"},
+    "alpaca": {"prompt", "query", "response", "system", "history", "kto_tag"},
+    "sharegpt": {"messages", "system", "kto_tag"},
+}
+# A `"ranking": true` entry (preference pairs) names two answers instead of one.
+_RANKING_COLUMNS = {
+    "alpaca": {"prompt", "query", "chosen", "rejected", "system", "history"},
+    "sharegpt": {"messages", "chosen", "rejected", "system"},
 }
 _TAGS = {
     "role_tag",
@@ -110,7 +119,14 @@ def check_entry(name: str, entry: Any, where: Path) -> None:
     if formatting not in READERS:
         problem = f"unknown formatting {formatting!r}; use one of {', '.join(READERS)}"
         raise DataError(where, None, f"{name}.formatting", problem)
-    _check_mapping(name, "columns", entry.get("columns"), _COLUMNS.get(formatting, set()), where)
+    ranking = entry.get("ranking", False)
+    if not isinstance(ranking, bool):
+        raise DataError(where, None, f"{name}.ranking", "must be true or false")
+    if ranking and formatting not in _RANKING_COLUMNS:
+        problem = "preference pairs are read in the alpaca or sharegpt formatting"
+        raise DataError(where, None, f"{name}.ranking", problem)
+    columns = (_RANKING_COLUMNS if ranking else _COLUMNS).get(formatting, set())
+    _check_mapping(name, "columns", entry.get("columns"), columns, where)
     tags_allowed = _TAGS if formatting == "sharegpt" else set()
     _check_mapping(name, "tags", entry.get("tags"), tags_allowed, where)
     samples = entry.get("num_samples")
@@ -140,6 +156,16 @@ def _unknown(key: str, valid: set[str]) -> str:
     close = difflib.get_close_matches(key, sorted(valid), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(valid))}"
     return f"unknown key {key!r}{hint}"
+
+
+def dataset_kind(entry: dict) -> str:
+    """What an entry holds: "pair" (ranking), "kto" (answers tagged good or bad) or
+    "conversation" (supervised fine-tuning)."""
+    if entry.get("ranking"):
+        return "pair"
+    if "kto_tag" in (entry.get("columns") or {}):
+        return "kto"
+    return "conversation"
 
 
 def register_dataset(dataset_dir: str | os.PathLike, name: str, entry: dict) -> Path:
@@ -207,13 +233,18 @@ def read_dataset(
     """Read one registered dataset: its reader, the checks, then num_samples."""
     check_entry(name, entry, info_path(dataset_dir))
     formatting = entry.get("formatting", "alpaca")
-    options = {key: entry[key] for key in ("columns", "tags") if entry.get(key)}
+    options = {key: entry[key] for key in ("columns", "tags", "ranking") if entry.get(key)}
     report = CheckReport(skip_invalid=skip_invalid)
     source = Path(dataset_dir) / entry["file_name"]
     stream = READERS[formatting](source, on_error=report.add_problem, **options)
-    records, report = check_records(
-        stream, skip_invalid=skip_invalid, repair=formatting in REPAIR_BY_DEFAULT, report=report
-    )
+    kind = dataset_kind(entry)
+    if kind == "conversation":
+        repair = formatting in REPAIR_BY_DEFAULT
+        records, report = check_records(
+            stream, skip_invalid=skip_invalid, repair=repair, report=report
+        )
+    else:
+        records, report = check_preferences(stream, kind, report)
     log.info("dataset %s: %s", name, report.summary().replace("\n", ";"))
     if entry.get("num_samples"):
         records = oversample(records, entry["num_samples"], seed)

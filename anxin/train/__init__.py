@@ -1,10 +1,13 @@
-"""`anxin train`: LoRA supervised fine-tuning over HF Trainer + peft, in four plain steps.
+"""`anxin train`: LoRA fine-tuning over HF Trainer + peft (and TRL for dpo and kto), in four
+plain steps, the same for every stage.
 
-    setup     check the machine and output_dir, read and split the data, tokenise (cached),
-              load the model and wrap it with LoRA, build the Trainer
+    setup     check the machine and output_dir, read and split the data, tokenise with the one
+              chat template, load the model and wrap it with LoRA, build the Trainer
+              (HF's for stage sft, TRL's DPOTrainer or KTOTrainer for dpo and kto)
     fit       trainer.train(), resuming from the newest complete checkpoint when asked
-    validate  eval_loss (and perplexity) on the validation conversations
+    validate  eval_loss (and, for sft, perplexity; for dpo and kto, rewards) on validation data
     save      adapter + tokenizer + chat template card, results, run.json, loss plots
+    (predict  with do_predict: replies to the validation conversations, as LLaMA-Factory writes)
 
 From Python: `train(load_train_config("configs/smollm2-135m/lora_sft.yaml", ["max_steps=5"]))`.
 Heavy libraries are imported inside the functions, so `anxin train --help` answers at once.
@@ -46,6 +49,7 @@ class TrainResult:
     tokens_per_s: float | None
     resumed_from: str | None
     files: list[str] = field(default_factory=list)
+    predict_metrics: dict | None = None
 
 
 @dataclass
@@ -63,16 +67,42 @@ class Run:
     resume_from: Path | None
     data_card: dict
     trainable_params: int
-    validation: list[dict] = field(default_factory=list)  # the held-out conversations
+    validation: list[dict] = field(default_factory=list)  # the held-out records
     started_at: str = field(default_factory=lambda: time.strftime("%FT%T"))
 
 
 def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     """Fine-tune as `cfg` says; `callbacks` are extra HF TrainerCallbacks (progress, tests)."""
+    if not cfg.method.do_train:
+        return _predict_only(cfg)
     run = setup(cfg, callbacks)
     train_metrics = fit(run)
     eval_metrics = validate(run)
-    return save(run, train_metrics, eval_metrics)
+    result = save(run, train_metrics, eval_metrics)
+    if cfg.predict.do_predict and run.procs.is_main:
+        result.predict_metrics = predict_after_training(run)
+        result.files = sorted(p.name for p in result.output_dir.iterdir())
+    return result
+
+
+def _predict_only(cfg: TrainConfig) -> TrainResult:
+    """do_predict without do_train: no training, only generated_predictions.jsonl and scores."""
+    from anxin.train.predict import predict_only
+
+    started = time.perf_counter()
+    scores = predict_only(cfg)
+    output_dir = Path(cfg.output.output_dir)
+    return TrainResult(
+        output_dir=output_dir,
+        global_step=0,
+        train_loss=None,
+        eval_loss=None,
+        train_runtime_s=round(time.perf_counter() - started, 2),
+        tokens_per_s=None,
+        resumed_from=None,
+        files=sorted(p.name for p in output_dir.iterdir()),
+        predict_metrics=scores,
+    )
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -82,55 +112,91 @@ def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
     from anxin.models import load_tokenizer, resolve_model
     from anxin.template import apply_template
     from anxin.train import environment
-    from anxin.train.build import build_trainer, load_model, training_arguments
+    from anxin.train.build import build_trainer, load_model, save_pissa_init, training_arguments
     from anxin.train.checkpoints import prepare_output_dir
-    from anxin.train.data import load_conversations, tokenize
 
     choose_wait_policy()  # before anything imports torch (see anxin.openmp)
     procs = environment.processes()
     environment.check_machine(cfg)
     resume_from = prepare_output_dir(cfg.output, procs.is_main)
-    conversations = load_conversations(cfg.data, cfg.model.default_system, cfg.train.seed)
-    if not conversations.train:
-        raise ConfigError(f"dataset {cfg.data.dataset}: no conversations to train on")
+    records = load_records(cfg)
+    if not records.train:
+        raise ConfigError(f"dataset {cfg.data.dataset}: no records to train on")
 
-    precision = environment.pick_precision(cfg.train.bf16, cfg.train.fp16)
+    cuda = environment.uses_cuda(cfg)
+    precision = environment.pick_precision(cfg.train.bf16, cfg.train.fp16, cuda)
     threads = environment.set_torch_threads(cfg.train.torch_threads, procs)
     _quiet_libraries(procs.is_main)
-    args = training_arguments(cfg, precision, bool(conversations.validation))
+    args = training_arguments(cfg, precision, bool(records.validation))
 
     # The main process pulls the model and fills the token cache; the others then read both.
     with args.main_process_first(desc="model and tokenised data"):
         model_path = resolve_model(cfg.model.model_name_or_path)
         tokenizer = load_tokenizer(model_path)
         template_name = apply_template(tokenizer, cfg.model.template)
-        cutoff, fresh = cfg.data.cutoff_len, cfg.data.overwrite_cache
-        train_set, train_stats = tokenize(conversations.train, tokenizer, cutoff, fresh)
-        val_set, val_stats = tokenize(conversations.validation, tokenizer, cutoff, fresh)
-    if len(train_set) == 0:
-        raise ConfigError(f"cutoff_len {cutoff}: no conversation keeps an answer to train on")
+        datasets, stats = tokenize_records(cfg, records, tokenizer)
+    if len(datasets[0]) == 0:
+        raise ConfigError(
+            f"cutoff_len {cfg.data.cutoff_len}: no example keeps an answer to train on"
+        )
 
     model = load_model(cfg, model_path, precision, procs)
-    datasets = (train_set, val_set)
+    if cfg.method.pissa_init and procs.is_main:
+        save_pissa_init(model, cfg.output.output_dir)
     trainer = build_trainer(
         cfg, args, model, tokenizer, template_name, datasets, resume_from, callbacks
     )
     data_card = {
         "datasets": cfg.data.dataset,
         "eval_dataset": cfg.data.eval_dataset,
-        "fingerprints": conversations.fingerprints(),
-        "train": asdict(train_stats),
-        "validation": asdict(val_stats),
+        "stage": cfg.method.stage,
+        "fingerprints": records.fingerprints(),
+        "train": asdict(stats[0]),
+        "validation": asdict(stats[1]),
     }
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run = Run(
         cfg, procs, precision, threads, model_path, template_name, tokenizer, trainer,
-        resume_from, data_card, trainable, conversations.validation,
+        resume_from, data_card, trainable, records.validation,
     )  # fmt: skip
     if procs.is_main:
         _announce(run)
         write_run_card(run, status="running")
     return run
+
+
+def load_records(cfg: TrainConfig):
+    """The training and validation records of cfg's stage (conversations, pairs or KTO
+    examples), before any model loads: a bad record or dataset name costs one line."""
+    if cfg.method.stage == "sft":
+        from anxin.train.data import load_conversations
+
+        return load_conversations(cfg.data, cfg.model.default_system, cfg.train.seed)
+    from anxin.train.preference_data import load_preferences
+
+    return load_preferences(cfg.data, cfg.method.stage, cfg.model.default_system, cfg.train.seed)
+
+
+def tokenize_records(cfg: TrainConfig, records, tokenizer) -> tuple[tuple, tuple]:
+    """((train set, validation set), (train stats, validation stats)) for cfg's stage."""
+    cutoff, seed = cfg.data.cutoff_len, cfg.train.seed
+    if cfg.method.stage == "sft":
+        from anxin.train.data import Labels, tokenize
+
+        labels = Labels(cfg.data.train_on_prompt, cfg.data.mask_history)
+        fresh = cfg.data.overwrite_cache
+        train_set, train_stats = tokenize(records.train, tokenizer, cutoff, fresh, labels)
+        val_set, val_stats = tokenize(records.validation, tokenizer, cutoff, fresh, labels)
+        return (train_set, val_set), (train_stats, val_stats)
+    from anxin.train.preference_data import tokenize_kto, tokenize_pairs
+
+    if cfg.method.stage == "dpo":
+        train_set, train_stats = tokenize_pairs(records.train, tokenizer, cutoff)
+        val_set, val_stats = tokenize_pairs(records.validation, tokenizer, cutoff)
+    else:
+        train_set, train_stats = tokenize_kto(records.train, tokenizer, cutoff, seed)
+        val_set, val_stats = tokenize_kto(records.validation, tokenizer, cutoff, seed)
+    return (train_set, val_set), (train_stats, val_stats)
 
 
 def _quiet_libraries(is_main: bool) -> None:
@@ -156,12 +222,20 @@ def _announce(run: Run) -> None:
     method = cfg.method.finetuning_type
     if method == "lora":
         method += f" r={cfg.method.lora_rank} alpha={cfg.method.lora_alpha} on {','.join(cfg.method.lora_target)}"
+    if cfg.model.adapter_name_or_path:
+        method += f", continuing {cfg.model.adapter_name_or_path}"
+    stage = cfg.method.stage
+    if stage != "sft":
+        loss = cfg.preference.pref_loss if stage == "dpo" else "kto"
+        method = f"{stage} ({loss}, beta {cfg.preference.pref_beta}) over {method}"
+    unit = {"sft": "conversations", "dpo": "pairs", "kto": "examples"}[stage]
+    count = {"sft": "conversations"}.get(stage, "examples")
     lines = [
         f"model {cfg.model.model_name_or_path} ({run.model_path}), template {run.template_name}",
         f"method {method}, {run.trainable_params:,} trainable parameters",
-        f"data {card['train']['conversations']} training conversations "
+        f"data {card['train'][count]} training {unit} "
         f"({card['train']['tokens']:,} tokens, {card['train']['trained_tokens']:,} trained), "
-        f"{card['validation']['conversations']} validation"
+        f"{card['validation'][count]} validation"
         + (" [tokenised: cache]" if card["train"]["from_cache"] else " [tokenised]"),
         f"precision {run.precision.mode} ({run.precision.why}); {run.threads} threads per process, "
         f"{choose_wait_policy()}; {run.procs.world_size} process(es)",
@@ -206,7 +280,8 @@ def validate(run: Run) -> dict | None:
         metrics = {k: v for k, v in entry.items() if k.startswith("eval_")}
     else:
         metrics = trainer.evaluate()
-    metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+    if run.cfg.method.stage == "sft":  # a preference loss is no language-model loss
+        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     metrics["eval_weights_step"] = final_weights_step  # which step's weights were saved
     if run.cfg.eval.do_eval_generation and run.procs.is_main:
         metrics.update(generation_metrics(run))
@@ -235,6 +310,17 @@ def generation_metrics(run: Run) -> dict:
         loss=False,
     )
     return {f"eval_gen_{key}": value for key, value in flat_metrics(result).items()}
+
+
+def predict_after_training(run: Run) -> dict:
+    """do_predict with the weights just trained (the main process only)."""
+    from anxin.backends.hf import TransformersBackend
+    from anxin.engine import Engine
+    from anxin.train.predict import predict
+
+    backend = TransformersBackend(run.trainer.model.eval(), run.tokenizer)
+    engine = Engine(backend, system_prompt=run.cfg.model.default_system)
+    return predict(run.cfg, engine, run.validation, run.cfg.output.output_dir)
 
 
 # --- save -------------------------------------------------------------------------------------
@@ -271,9 +357,10 @@ def save(run: Run, train_metrics: dict, eval_metrics: dict | None) -> TrainResul
     if eval_metrics is not None:
         write_json(output_dir / "eval_results.json", eval_metrics)
     if run.cfg.output.plot_loss:
-        from anxin.plot import plot_loss
+        from anxin.plot import plot_loss, plot_rewards
 
         plot_loss(output_dir)
+        plot_rewards(output_dir)  # preference training: rewards beside the loss
     write_run_card(run, status="finished", ddp=agreement, result=result)
     result.files = sorted(p.name for p in output_dir.iterdir())
     _report(result)
@@ -286,7 +373,10 @@ def save_final_model(run: Run, output_dir: Path) -> None:
     from anxin.template import save_template_card
 
     staging = output_dir / FINAL_TMP
-    run.trainer.save_model(str(staging))  # every process takes part (DeepSpeed gathers)
+    if run.cfg.method.pissa_init:
+        save_converted_pissa(run, staging, output_dir)
+    else:
+        run.trainer.save_model(str(staging))  # every process takes part (DeepSpeed gathers)
     if run.procs.is_main:
         run.tokenizer.save_pretrained(staging)
         save_template_card(staging, run.tokenizer, run.template_name, run.cfg.model.default_system)
@@ -297,6 +387,20 @@ def save_final_model(run: Run, output_dir: Path) -> None:
             os.replace(item, target)
         shutil.rmtree(staging, ignore_errors=True)
     run.trainer.accelerator.wait_for_everyone()
+
+
+def save_converted_pissa(run: Run, staging: Path, output_dir: Path) -> None:
+    """The PiSSA adapter saved as its change from initialisation: a plain LoRA adapter (rank
+    2r) that loads on the original base model, as LLaMA-Factory's pissa_convert does."""
+    from anxin.train.build import PISSA_INIT
+
+    model = run.trainer.accelerator.unwrap_model(run.trainer.model)
+    model.save_pretrained(
+        staging,
+        selected_adapters=["default"],
+        path_initial_model_for_weight_conversion=str(output_dir / PISSA_INIT),
+        is_main_process=run.procs.is_main,
+    )
 
 
 def ranks_agree(run: Run) -> dict | None:
@@ -368,18 +472,24 @@ examples:
   anxin train configs/smollm2-135m/lora_sft.yaml
   anxin train configs/smollm2-135m/lora_sft.yaml max_steps=5 output_dir=saves/try
   anxin train configs/smollm2-135m/lora_sft.yaml resume_from_checkpoint=true
+  anxin train configs/smollm2-135m/dpo.yaml          # preference pairs, after SFT
   torchrun --nproc_per_node=2 -m anxin train configs/llama3-8b-instruct/lora_sft.yaml
 
 The YAML file uses LLaMA-Factory's key names; key=value pairs after it override the file.
 A run writes to output_dir: the adapter, checkpoint-N/, trainer_log.jsonl, train_results.json,
-eval_results.json, run.json and (plot_loss: true) training_loss.png, training_eval_loss.png.
+eval_results.json, run.json and (plot_loss: true) training_loss.png, training_eval_loss.png
+(and training_rewards.png for dpo and kto); with do_predict generated_predictions.jsonl and
+predict_results.json.
 
 keys:
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "LoRA supervised fine-tuning from a LLaMA-Factory-style YAML config."
+    parser.description = (
+        "LoRA fine-tuning (stage sft, or dpo/kto on preference data) from a "
+        "LLaMA-Factory-style YAML config."
+    )
     parser.epilog = EPILOG + describe_config(TrainConfig)
     parser.add_argument("config", nargs="?", help="YAML config file (LLaMA-Factory key names)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a config key")

@@ -45,6 +45,19 @@ class CheckpointCompletion(TrainerCallback):
         return control
 
 
+# What preference training (TRL) logs beside the loss, kept under TRL's (and LLaMA-Factory's)
+# names; evaluations log the same with an eval_ prefix.
+REWARD_KEYS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "kl",
+)
+
+
 def log_entry(logs: dict, state, elapsed: float, tokens_per_s: float | None) -> dict | None:
     """One trainer_log.jsonl line from HF's log dict; None for the end-of-run summary."""
     if "train_loss" in logs:
@@ -54,6 +67,10 @@ def log_entry(logs: dict, state, elapsed: float, tokens_per_s: float | None) -> 
     for source, target in (("loss", "loss"), ("eval_loss", "eval_loss")):
         if source in logs:
             entry[target] = round(float(logs[source]), 6)
+    for key in REWARD_KEYS:
+        for name in (key, f"eval_{key}"):
+            if name in logs:
+                entry[name] = round(float(logs[name]), 6)
     if "learning_rate" in logs:
         entry["lr"] = float(logs["learning_rate"])
     if "grad_norm" in logs:
@@ -98,7 +115,8 @@ class ReturnFreedMemory(TrainerCallback):
 class TrainerLog(TrainerCallback):
     """Append one JSON line per log event to OUTPUT_DIR/trainer_log.jsonl and show progress.
 
-    Lines hold numbers only (step, epoch, loss, eval_loss, lr, tokens/s, elapsed), never text
+    Lines hold numbers only (step, epoch, loss, eval_loss, lr, tokens/s, elapsed, and the
+    rewards of preference training), never text
     from the conversations. On a terminal a progress bar shows loss and ETA; elsewhere (a log
     file, CI) one short line per log event.
     """
@@ -179,6 +197,9 @@ def format_line(entry: dict, eta: float | None) -> str:
         parts.append(f"loss {entry['loss']:.4f}")
     if "eval_loss" in entry:
         parts.append(f"eval_loss {entry['eval_loss']:.4f}")
+    for key in ("rewards/accuracies", "eval_rewards/accuracies"):
+        if key in entry:
+            parts.append(f"{key.replace('rewards/accuracies', 'reward_acc')} {entry[key]:.2f}")
     if "lr" in entry:
         parts.append(f"lr {entry['lr']:.2e}")
     if "tokens_per_s" in entry:

@@ -18,6 +18,7 @@ from pathlib import Path
 from anxin.atomic import atomic_path
 from anxin.data.registry import load_datasets
 from anxin.data.split import dataset_fingerprint, select_samples, split_validation
+from anxin.errors import ConfigError
 from anxin.paths import tokenized_cache_dir
 from anxin.template import IGNORE_INDEX, render_conversation, template_fingerprint, with_system
 
@@ -44,10 +45,10 @@ def load_conversations(data_args, default_system: str | None, seed: int) -> Conv
 
     Raises anxin.data.DataError (an unknown dataset, a bad record) before any model loads.
     """
-    records = load_datasets(data_args.dataset, data_args.dataset_dir, seed=seed)
+    records = _conversations(data_args.dataset, data_args.dataset_dir, seed)
     records = select_samples(records, data_args.max_samples, seed)
     if data_args.eval_dataset:
-        validation = load_datasets(data_args.eval_dataset, data_args.dataset_dir, seed=seed)
+        validation = _conversations(data_args.eval_dataset, data_args.dataset_dir, seed)
         validation = select_samples(validation, data_args.max_samples, seed)
         train = records
     else:
@@ -56,6 +57,29 @@ def load_conversations(data_args, default_system: str | None, seed: int) -> Conv
         train=[_with_persona(r, default_system) for r in train],
         validation=[_with_persona(r, default_system) for r in validation],
     )
+
+
+def _conversations(names: str, dataset_dir: str, seed: int) -> list[dict]:
+    """Conversations to fine-tune on; preference data would train on its bad answers too."""
+    from anxin.data.preference import is_kto_example, is_pair
+
+    records = load_datasets(names, dataset_dir, seed=seed)
+    if any(is_pair(r) or is_kto_example(r) for r in records):
+        raise ConfigError(
+            f"dataset {names} holds preference data (ranking pairs or kto_tag answers), which "
+            "stage sft cannot use: train on it with stage: dpo or kto"
+        )
+    return records
+
+
+def load_validation(data_args, default_system: str | None, seed: int) -> list[dict]:
+    """Only the validation conversations (do_predict without training): eval_dataset, or the
+    val_size split of dataset, chosen exactly as a training run would choose them."""
+    if data_args.dataset:
+        return load_conversations(data_args, default_system, seed).validation
+    records = _conversations(data_args.eval_dataset, data_args.dataset_dir, seed)
+    records = select_samples(records, data_args.max_samples, seed)
+    return [_with_persona(r, default_system) for r in records]
 
 
 def _with_persona(record: dict, default_system: str | None) -> dict:
@@ -84,7 +108,38 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def cache_key(records: list[dict], tokenizer, cutoff_len: int) -> str:
+@dataclass(frozen=True)
+class Labels:
+    """Which tokens train (LLaMA-Factory's keys): by default every assistant answer.
+
+    train_on_prompt trains every token, prompts and persona included; mask_history trains
+    only the last answer of each conversation (earlier answers become context). Together, as
+    in LLaMA-Factory: the prompts and the last answer.
+    """
+
+    train_on_prompt: bool = False
+    mask_history: bool = False
+
+    def apply(self, input_ids: list[int], labels: list[int]) -> list[int]:
+        answers = [label != IGNORE_INDEX for label in labels]
+        if self.mask_history:
+            answers = _last_run_only(answers)
+        if self.train_on_prompt:
+            prompt = [label == IGNORE_INDEX for label in labels]
+            return [t if a or p else IGNORE_INDEX for t, a, p in zip(input_ids, answers, prompt)]
+        return [t if a else IGNORE_INDEX for t, a in zip(input_ids, answers)]
+
+
+def _last_run_only(flags: list[bool]) -> list[bool]:
+    """Keep only the last run of True values (the last answer's tokens)."""
+    end = max((i + 1 for i, flag in enumerate(flags) if flag), default=0)
+    start = end
+    while start and flags[start - 1]:
+        start -= 1
+    return [start <= i < end for i in range(len(flags))]
+
+
+def cache_key(records: list[dict], tokenizer, cutoff_len: int, labels: Labels = Labels()) -> str:
     parts = [
         f"v{RENDER_VERSION}",
         dataset_fingerprint(records),
@@ -92,6 +147,8 @@ def cache_key(records: list[dict], tokenizer, cutoff_len: int) -> str:
         tokenizer_fingerprint(tokenizer),
         str(cutoff_len),
     ]
+    if labels != Labels():  # keys of existing caches stay as they were
+        parts.append(f"prompt={labels.train_on_prompt},history={labels.mask_history}")
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
@@ -150,16 +207,20 @@ class TokenizedDataset:
 
 
 def tokenize(
-    records: list[dict], tokenizer, cutoff_len: int, overwrite_cache: bool = False
+    records: list[dict],
+    tokenizer,
+    cutoff_len: int,
+    overwrite_cache: bool = False,
+    labels: Labels = Labels(),
 ) -> tuple[TokenizedDataset, TokenizeStats]:
     """Render every conversation (or load the cached result) for training."""
-    key = cache_key(records, tokenizer, cutoff_len)
+    key = cache_key(records, tokenizer, cutoff_len, labels)
     path = tokenized_cache_dir() / f"{key}.pt"
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file() and not overwrite_cache:
         stats = TokenizeStats(**{**json.loads(meta_path.read_text()), "from_cache": True})
         return TokenizedDataset.load(path), stats
-    dataset, stats = _render_all(records, tokenizer, cutoff_len)
+    dataset, stats = _render_all(records, tokenizer, cutoff_len, labels)
     dataset.save(path)
     with atomic_path(meta_path) as tmp:
         meta = {k: v for k, v in stats.__dict__.items() if k != "from_cache"}
@@ -167,7 +228,9 @@ def tokenize(
     return dataset, stats
 
 
-def _render_all(records, tokenizer, cutoff_len) -> tuple[TokenizedDataset, TokenizeStats]:
+def _render_all(
+    records, tokenizer, cutoff_len, policy: Labels
+) -> tuple[TokenizedDataset, TokenizeStats]:
     ids, labels = [], []
     skipped = dropped = truncated = 0
     for record in records:
@@ -178,7 +241,7 @@ def _render_all(records, tokenizer, cutoff_len) -> tuple[TokenizedDataset, Token
         dropped += rendered.dropped_pairs
         truncated += int(rendered.truncated)
         ids.append(rendered.input_ids)
-        labels.append(rendered.labels)
+        labels.append(policy.apply(rendered.input_ids, rendered.labels))
     dataset = TokenizedDataset.from_lists(ids, labels)
     stats = TokenizeStats(
         conversations=len(ids),

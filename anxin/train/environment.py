@@ -48,25 +48,36 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def uses_cuda(cfg) -> bool:
+    """Whether this run trains on a GPU: one is present and use_cpu does not forbid it."""
+    return has_cuda() and not cfg.train.use_cpu
+
+
 def check_machine(cfg) -> None:
     """Refuse settings this machine cannot honour, before anything heavy happens."""
-    cuda = has_cuda()
+    cuda = uses_cuda(cfg)
     if cfg.model.quantization_bit and not cuda:
         raise ConfigError(
             f"quantization_bit: {cfg.model.quantization_bit}-bit QLoRA needs a CUDA GPU "
-            "(bitsandbytes); this machine has none. Remove quantization_bit to train LoRA "
+            f"(bitsandbytes); {_no_gpu(cfg)}. Remove quantization_bit to train LoRA "
             "in full precision on the CPU."
         )
     if cfg.model.quantization_bit and not _installed("bitsandbytes"):
         raise ConfigError("quantization_bit needs bitsandbytes: pip install bitsandbytes")
     if cfg.train.fp16 and not cuda:
         raise ConfigError("fp16: float16 training needs a CUDA GPU; on a CPU use bf16: auto")
+    if cfg.method.stage != "sft" and not _installed("trl"):
+        raise ConfigError(f"stage {cfg.method.stage} needs TRL: pip install trl")
     if cfg.train.deepspeed and not cuda:
         raise ConfigError("deepspeed: DeepSpeed ZeRO needs CUDA GPUs; on a CPU leave it unset")
     if cfg.train.deepspeed and not _installed("deepspeed"):
         raise ConfigError("deepspeed: DeepSpeed is not installed (pip install deepspeed)")
     if cfg.output.report_to in ("tensorboard", "all") and not _installed("tensorboard"):
         raise ConfigError("report_to: tensorboard is not installed (pip install tensorboard)")
+
+
+def _no_gpu(cfg) -> str:
+    return "use_cpu is true" if cfg.train.use_cpu else "this machine has none"
 
 
 def _installed(module: str) -> bool:
@@ -89,11 +100,12 @@ class Precision:
         return self.mode == "fp16"
 
 
-def pick_precision(bf16: bool | str, fp16: bool) -> Precision:
-    """Resolve `bf16: auto|true|false` and `fp16` against this machine."""
+def pick_precision(bf16: bool | str, fp16: bool, cuda: bool | None = None) -> Precision:
+    """Resolve `bf16: auto|true|false` and `fp16` against this machine (`cuda`: whether the
+    run uses its GPU; default: whether it has one)."""
     import torch
 
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     if fp16:
         return Precision("fp16", "fp16 asked for")
     if bf16 is True:
