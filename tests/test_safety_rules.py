@@ -220,9 +220,9 @@ def test_the_care_layer_has_no_import_cycle():
         )
 
     assert [name for name in graph if reaches(name, name)] == []
-    assert graph["anxin.safety.rules"] == set() and graph["anxin.safety.text"] == {
-        "anxin.safety.rules"
-    }
+    assert graph["anxin.safety.scan"] == set()
+    assert graph["anxin.safety.rules"] == {"anxin.safety.scan"}
+    assert graph["anxin.safety.text"] == {"anxin.safety.rules"}
 
 
 # --- bad input never crashes, and costs time in proportion to its length ------------------------
@@ -351,14 +351,14 @@ def fuzzed_message(rng: random.Random, length: int) -> str:
     return "".join(pieces)[:length]
 
 
-# CPU time per call: 100 ms up to 5,000 characters, then 15 ms per 1,000 more (the cost is
-# linear: about 10 µs a character for either call on a 2-core EPYC; the quadratic paths this
-# guards against cost 450 µs a character at 15 KB).
-def budget_s(characters: int) -> float:
-    return 0.1 + 15e-6 * max(0, characters - 5_000)
+# CPU time per call: under 100 ms for any message up to 20 KB. The cost is linear, about 4 µs
+# a character for either call on a 2-core EPYC under load (10 µs before the rules were tried
+# only where a trigger can begin: scan.py); the quadratic paths this guards against cost
+# 450 µs a character at 15 KB.
+BUDGET_S = 0.1
 
 
-def test_fuzzed_messages_never_crash_and_cost_time_in_proportion_to_their_length():
+def test_fuzzed_messages_never_crash_and_cost_under_100_ms():
     from anxin.safety import CrisisDetector
 
     rng = random.Random(14)
@@ -370,5 +370,5 @@ def test_fuzzed_messages_never_crash_and_cost_time_in_proportion_to_their_length
             call(text)
             spent = time.process_time() - started
             slowest[name] = max(slowest[name], (spent, len(text)))
-            assert spent < budget_s(len(text)), (name, len(text), spent)
+            assert spent < BUDGET_S, (name, len(text), spent)
     print(f"slowest calls (s, characters): {slowest}")

@@ -44,6 +44,7 @@ from pathlib import Path
 from anxin.safety import rules
 from anxin.safety.classifier import shipped_classifier
 from anxin.safety.rules import Rule, rulebook
+from anxin.safety.scan import Scanner, scanner
 from anxin.safety.text import CJK, LATIN_WORD, detect_language, matching_text, normalize
 
 __all__ = [
@@ -98,7 +99,7 @@ _SENTENCE_BREAK = re.compile(r"[。!?！？\n]|\.(?=\s|$)")
 _EVERYDAY_ADJECTIVES = set(_BOOK.lexicon.words["everyday_adjectives_zh"])
 
 _CUES = {name: cue.pattern for name, cue in _BOOK.judgement.items()}
-_CUES["person"] = re.compile(
+_CUES["person"] = scanner(
     f"(?P<other>{_CUES['person_other'].pattern})|(?P<self>{_CUES['person_self'].pattern})"
 )
 # A cue that ends in $ is read in the last _TAIL characters before a match: the longest trigger
@@ -128,22 +129,25 @@ class _Message:
         sentence_breaks = [found.span() for found in _SENTENCE_BREAK.finditer(text)]
         self._sentence_starts = [start for start, _ in sentence_breaks]
         self._sentence_ends = [end for _, end in sentence_breaks]
-        self._found: dict[re.Pattern[str], bool] = {}
+        self._found: dict[Scanner, bool] = {}
         self._matches: dict[str, tuple[list[re.Match[str]], list[int]]] = {}
         self.scripts = {"zh": bool(CJK.search(text)), "en": bool(LATIN_WORD.search(text))}
 
-    def has(self, pattern: re.Pattern[str]) -> bool:
+    def has(self, pattern: Scanner) -> bool:
         """Whether the whole message matches `pattern` (asked once per message)."""
         if pattern not in self._found:
             self._found[pattern] = bool(pattern.search(self.text))
         return self._found[pattern]
 
-    def within(self, cue: str, start: int, end: int) -> Iterator[re.Match[str]]:
-        """The matches of a judgement cue in text[start:end], last first."""
+    def _cue(self, cue: str) -> tuple[list[re.Match[str]], list[int]]:
         if cue not in self._matches:
             matches = list(_CUES[cue].finditer(self.text))
             self._matches[cue] = (matches, [found.start() for found in matches])
-        matches, starts = self._matches[cue]
+        return self._matches[cue]
+
+    def within(self, cue: str, start: int, end: int) -> Iterator[re.Match[str]]:
+        """The matches of a judgement cue in text[start:end], last first."""
+        matches, starts = self._cue(cue)
         i = bisect.bisect_left(starts, end)
         if i and matches[i - 1].end() > end:
             # the last one runs past `end`: the span alone may hold a shorter match there
@@ -154,7 +158,17 @@ class _Message:
             yield matches[i]
 
     def last(self, cue: str, start: int, end: int) -> re.Match[str] | None:
-        return next(self.within(cue, start, end), None)
+        """What `within` yields first, without a generator: judging a match asks this often."""
+        matches, starts = self._cue(cue)
+        i = bisect.bisect_left(starts, end)
+        if i and matches[i - 1].end() > end:
+            i -= 1
+            found = None
+            for found in _CUES[cue].finditer(self.text, max(start, starts[i]), end):  # noqa: B007
+                pass
+            if found is not None:
+                return found
+        return matches[i - 1] if i and starts[i - 1] >= start else None
 
     def clause_start(self, position: int) -> int:
         return self._after_last(self._clause_ends, position)

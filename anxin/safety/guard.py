@@ -34,9 +34,10 @@ class ReplyVerdict:
     reasons: list[str] = field(default_factory=list)
 
 
-def _sentence_reasons(sentence: str) -> list[str]:
+def _sentence_reasons(sentence: str, known: frozenset[str] = frozenset()) -> list[str]:
+    """The rules `sentence` breaks, leaving out those in `known` (already found elsewhere)."""
     text = normalize(sentence)
-    return [rule.name for rule in _RULES if _breaks(rule, text)]
+    return [rule.name for rule in _RULES if rule.name not in known and _breaks(rule, text)]
 
 
 def _breaks(rule: ReplyRule, text: str) -> bool:
@@ -73,11 +74,12 @@ def check_reply(text: str, language: str | None = None) -> ReplyVerdict:
     sentences = [s for s in split_sentences(text) if s.strip()]
     reasons: list[str] = []
     for i, sentence in enumerate(sentences):
-        reasons += _sentence_reasons(sentence)
+        # a rule already broken is not looked for again: the reasons, and their order, are
+        # the same, and a long reply is not scanned for it sentence after sentence
+        reasons += _sentence_reasons(sentence, frozenset(reasons))
         if i:
-            reasons += _sentence_reasons(_joined(sentences[i - 1], sentence))
-    unique = list(dict.fromkeys(reasons))
-    return ReplyVerdict(ok=not unique, reasons=unique)
+            reasons += _sentence_reasons(_joined(sentences[i - 1], sentence), frozenset(reasons))
+    return ReplyVerdict(ok=not reasons, reasons=reasons)
 
 
 class StreamGuard:

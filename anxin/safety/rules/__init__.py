@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from anxin.safety.scan import Scanner
+
 FOLDER = Path(__file__).resolve().parent
 
 LEVELS = ("none", "concern", "crisis")
@@ -107,11 +109,11 @@ class Rule:
     script: str
     category: str
     level: str
-    pattern: re.Pattern[str]
+    pattern: Scanner
     lowered_by: frozenset[str]
     act: bool  # "X过" after the match tells something done (自残过), not a thought (想过死)
-    requires: re.Pattern[str] | None = None  # tried only if the message also matches this
-    escalate_if: re.Pattern[str] | None = None  # a concern this makes a crisis
+    requires: Scanner | None = None  # tried only if the message also matches this
+    escalate_if: Scanner | None = None  # a concern this makes a crisis
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()  # the file's `not:`
 
@@ -121,7 +123,7 @@ class Cue:
     """A named pattern the interpreter searches for (a sign, a context cue, a judgement cue)."""
 
     name: str
-    pattern: re.Pattern[str]
+    pattern: Scanner
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
 
@@ -131,9 +133,9 @@ class ReplyRule:
     """What a model reply may not say; `unless` and `requires` are searched in the sentence."""
 
     name: str
-    pattern: re.Pattern[str]
-    requires: re.Pattern[str] | None = None
-    unless: re.Pattern[str] | None = None
+    pattern: Scanner
+    requires: Scanner | None = None
+    unless: Scanner | None = None
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
 
@@ -214,13 +216,13 @@ class _Source:
     def fail(self, where: str, problem: str) -> RulesError:
         return RulesError(f"{self.path.name}: {where}: {problem}")
 
-    def compile(self, where: str, pattern: object) -> re.Pattern[str]:
+    def compile(self, where: str, pattern: object) -> Scanner:
         try:
             expanded = self.lexicon.expand(pattern)
         except ValueError as error:
             raise self.fail(where, str(error)) from None
         try:
-            return re.compile(expanded)
+            return Scanner(re.compile(expanded))
         except re.error as error:
             raise self.fail(where, f"bad regex ({error})") from None
 

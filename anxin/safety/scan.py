@@ -1,0 +1,250 @@
+"""Find a pattern's matches only where one can begin: the same matches, found faster.
+
+Most care-layer patterns begin with a lookbehind, a `\\b` or a group of word lists, and then
+Python's regex engine tries the whole pattern at every character of the text: the rules, cues
+and reply checks together cost about a microsecond per character, 200 ms for a 20 KB message.
+But every match of a rule begins with one of a few short beginnings (想死, 自杀, kil, a digit).
+`Scanner` lists them once from the parsed pattern, finds the places where one occurs with a
+single regex of those literals (the engine's fast path), and tries the full pattern only
+there, with `match` at that place: lookbehinds, `\\b` and `^` see the same text as before, so
+the matches, their order and their spans are exactly those of `re.Pattern.finditer`/`search`.
+
+Where the beginnings cannot be listed (a match may begin with any letter, or be empty) or the
+text is short, `Scanner` uses the compiled pattern itself.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+
+# The regex parser is private to `re`, but stable since Python 3.11 (it was `sre_parse`). If it
+# ever changes shape, `_candidates` finds nothing to list and the plain pattern is used.
+from re import _constants as sre  # type: ignore[attr-defined]
+from re import _parser as parser  # type: ignore[attr-defined]
+
+# Candidates are found by the first few characters a match can begin with: three where the
+# pattern lists them (想好了, 决定了, wan...), so the Python loop runs only where a trigger word
+# really starts; fewer when listing three would take too many. A character set of digits or
+# spaces stays one class (`\d`); a wider set (any letter, anything but 。) ends a beginning.
+_PREFIX_LENGTHS = (3, 2, 1)
+_MAX_PREFIXES = 3000
+_MAX_SET = 24  # a set of more characters than this is kept as a class, not listed
+_NARROW_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s"}
+_ZERO_WIDTH = {sre.AT, sre.ASSERT, sre.ASSERT_NOT}
+_REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
+_GROUPS = {sre.SUBPATTERN, getattr(sre, "ATOMIC_GROUP", sre.SUBPATTERN)}
+# Below this many characters the engine's own scan is as quick as finding candidates first.
+_SHORT = 24
+# Where failed candidates are everywhere (a text of digits, for a dose rule), a Python loop over
+# them costs more than the engine's own scan: past this many misses in one scan, coming closer
+# than _DENSE characters apart on average, the scan hands over to the engine.
+_MAX_MISSES = 64
+_DENSE = 8
+
+Beginning = tuple[str, ...]  # regex pieces, one per character: 想, \d, [0-9一二三]
+
+
+class _TooMany(Exception):
+    pass
+
+
+class _CaseInsensitive(Exception):
+    pass
+
+
+def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
+    """Beginnings of at most `length` characters, one of which begins every match of `items`.
+
+    An empty beginning in the result means some match may begin with anything.
+    """
+    if length == 0 or not items:
+        return {()}
+    (op, value), rest = items[0], items[1:]
+    if op in _ZERO_WIDTH:
+        return _beginnings(rest, length, budget)  # consumes nothing: look past it
+    if op is sre.LITERAL:
+        heads = [re.escape(chr(value))]
+    elif op is sre.IN:
+        heads = _set_pieces(value)
+        if heads is None:
+            return {()}
+    elif op in _GROUPS:
+        inner = value[-1] if op is sre.SUBPATTERN else value
+        if op is sre.SUBPATTERN and value[1] & (sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE):
+            raise _CaseInsensitive
+        return _beginnings(list(inner) + rest, length, budget)
+    elif op is sre.BRANCH:
+        found: set[Beginning] = set()
+        for branch in value[1]:
+            found |= _beginnings(list(branch) + rest, length, budget)
+        return found
+    elif op in _REPEATS:
+        return _repeat_beginnings(op, value, rest, length, budget)
+    else:  # any character, a negated literal, a back-reference, ...
+        return {()}
+    tails = _beginnings(rest, length - 1, budget)
+    budget[0] -= len(heads) * len(tails)
+    if budget[0] < 0:
+        raise _TooMany
+    return {(head, *tail) for head in heads for tail in tails}
+
+
+def _repeat_beginnings(op, value, rest: list, length: int, budget: list[int]) -> set[Beginning]:
+    low, high, inner = value
+    if high == 0:
+        return _beginnings(rest, length, budget)
+    if () in _beginnings(list(inner), 1, budget):
+        return {()}  # the repeated part can match empty (or anything): nothing to list
+    again = [(op, (max(low - 1, 0), high if high == sre.MAXREPEAT else high - 1, inner))]
+    once = _beginnings(list(inner) + again + rest, length, budget)
+    return once if low > 0 else once | _beginnings(rest, length, budget)
+
+
+def _set_pieces(items) -> list[str] | None:
+    """A character set as listed characters, or as one class of digits or spaces; None when
+    it is negated or wide (letters, a large range)."""
+    chars: list[str] = []
+    categories: list[str] = []
+    for op, value in items:
+        if op is sre.LITERAL:
+            chars.append(chr(value))
+        elif op is sre.RANGE and value[1] - value[0] < _MAX_SET:
+            chars.extend(chr(c) for c in range(value[0], value[1] + 1))
+        elif op is sre.CATEGORY and value in _NARROW_CATEGORIES:
+            categories.append(_NARROW_CATEGORIES[value])
+        else:
+            return None
+    if not categories and len(chars) <= _MAX_SET:
+        return [re.escape(char) for char in chars]
+    if len(chars) > 4 * _MAX_SET:
+        return None
+    return ["[" + "".join(map(re.escape, chars)) + "".join(categories) + "]"]
+
+
+def _trie(beginnings: set[Beginning]) -> str:
+    """One regex for a set of beginnings, shared heads factored out (想好了|想清楚了 →
+    想(?:好了|清楚了)), so the engine tries each character once; a beginning that starts with
+    another one in the set adds nothing and is left out."""
+    kept: list[Beginning] = []
+    for beginning in sorted(beginnings, key=len):
+        if not any(beginning[: len(shorter)] == shorter for shorter in kept):
+            kept.append(beginning)
+    root: dict = {}
+    for beginning in kept:
+        node = root
+        for piece in beginning:
+            node = node.setdefault(piece, {})
+
+    def emit(node: dict) -> str:
+        branches = [piece + emit(child) for piece, child in sorted(node.items())]
+        if not branches:
+            return ""
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return emit(root)
+
+
+def _parsed(pattern: re.Pattern[str]) -> list | None:
+    """The parsed pattern, or None where candidates cannot be found for it."""
+    if pattern.flags & (re.IGNORECASE | re.LOCALE | re.VERBOSE | re.MULTILINE):
+        return None
+    if pattern.pattern.startswith(("^", r"\A")):
+        return None  # the engine tries these at the start only, already
+    try:
+        return list(parser.parse(pattern.pattern, pattern.flags))
+    except (re.error, RecursionError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _literal_pattern(items: list | None, flags: int) -> re.Pattern[str] | None:
+    """A pattern that finds every place where a match of `items` can begin, or None."""
+    if not items:
+        return None
+    for length in _PREFIX_LENGTHS:
+        try:
+            found = _beginnings(items, length, [_MAX_PREFIXES])
+        except (_TooMany, RecursionError):
+            continue
+        except (_CaseInsensitive, TypeError, ValueError, AttributeError):
+            return None
+        if () not in found:
+            return re.compile(_trie(found), flags & ~re.DEBUG)
+    return None
+
+
+class Scanner:
+    """A compiled pattern whose `search` and `finditer` try it only where a match can begin.
+
+    Everything else (`pattern`, `match`, `sub`, ...) is the compiled pattern's own.
+    """
+
+    __slots__ = ("compiled", "first", "needed", "pattern", "match", "fullmatch")
+
+    def __init__(self, compiled: re.Pattern[str]):
+        self.compiled = compiled
+        # bound here, not looked up through __getattr__: judging a match calls these often
+        self.pattern, self.match, self.fullmatch = (
+            compiled.pattern,
+            compiled.match,
+            compiled.fullmatch,
+        )
+        parsed = _parsed(compiled)
+        self.first = _literal_pattern(parsed, compiled.flags)
+        # where a match may begin anywhere (累得想死: any character, then 得 or 到), a part
+        # every match holds rules a text out at C speed when it is missing
+        self.needed = None
+        if self.first is None and parsed:
+            self.needed = next(
+                filter(None, (_literal_pattern(parsed[i:], compiled.flags) for i in range(1, 4))),
+                None,
+            )
+
+    def __getattr__(self, name: str):
+        return getattr(self.compiled, name)
+
+    def __repr__(self) -> str:
+        return f"Scanner({self.compiled.pattern!r})"
+
+    def search(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[str] | None:
+        if min(len(text), endpos) - pos < _SHORT:
+            return self.compiled.search(text, pos, endpos)
+        if self.first is None:
+            if self.needed is not None and self.needed.search(text, pos, endpos) is None:
+                return None  # a part every match holds is not there
+            return self.compiled.search(text, pos, endpos)
+        return next(self._scan(text, pos, endpos), None)
+
+    def finditer(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Iterator[re.Match]:
+        if min(len(text), endpos) - pos < _SHORT:
+            return self.compiled.finditer(text, pos, endpos)
+        if self.first is None:
+            if self.needed is not None and self.needed.search(text, pos, endpos) is None:
+                return iter(())
+            return self.compiled.finditer(text, pos, endpos)
+        return self._scan(text, pos, endpos)
+
+    def _scan(self, text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+        assert self.first is not None
+        candidates, match = self.first.search, self.compiled.match
+        start, misses = pos, 0
+        while (candidate := candidates(text, pos, endpos)) is not None:
+            found = match(text, candidate.start(), endpos)
+            if found is None:
+                pos = candidate.start() + 1
+                misses += 1
+                if misses > _MAX_MISSES and (pos - start) < misses * _DENSE:
+                    break
+                continue
+            yield found
+            pos = found.end()  # never empty: a pattern that can match empty has no `first`
+        else:
+            return
+        # Candidates everywhere in this text: the engine's own scan is cheaper from here on.
+        # No match begins before `pos`, so its matches from `pos` are the ones still to come.
+        yield from self.compiled.finditer(text, pos, endpos)
+
+
+def scanner(pattern: str | re.Pattern[str]) -> Scanner:
+    return Scanner(re.compile(pattern) if isinstance(pattern, str) else pattern)

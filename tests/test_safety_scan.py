@@ -1,0 +1,83 @@
+"""`Scanner` finds exactly the matches of the pattern it wraps, only faster on long texts."""
+
+import random
+import re
+
+import pytest
+from test_safety_rules import fuzzed_message
+
+from anxin.safety.rules import rulebook
+from anxin.safety.scan import Scanner, scanner
+from anxin.safety.text import matching_text
+
+
+def every_shipped_pattern() -> list[Scanner]:
+    book = rulebook()
+    found = []
+    for rule in (*book.crisis, *book.concern):
+        found += [rule.pattern, rule.requires, rule.escalate_if]
+    for reply_rule in book.reply:
+        found += [reply_rule.pattern, reply_rule.requires, reply_rule.unless]
+    cues = [*book.judgement.values(), *book.context.values(), *book.classifier.cues.values()]
+    found += [cue.pattern for cue in (*cues, *book.signs)]
+    return [pattern for pattern in found if pattern is not None]
+
+
+def spans(matches) -> list[tuple[int, int]]:
+    return [found.span() for found in matches]
+
+
+def test_most_shipped_patterns_get_a_list_of_beginnings():
+    patterns = every_shipped_pattern()
+    listed = [pattern for pattern in patterns if pattern.first is not None]
+    assert len(patterns) > 150 and len(listed) > 0.9 * len(patterns)
+
+
+def test_every_shipped_pattern_finds_the_same_matches_as_the_engine():
+    rng = random.Random(7)
+    texts = [matching_text(fuzzed_message(rng, rng.randint(200, 3_000))) for _ in range(20)]
+    for pattern in every_shipped_pattern():
+        for text in texts:
+            start = rng.randrange(len(text) + 1)
+            end = rng.randrange(start, len(text) + 1)
+            assert spans(pattern.finditer(text)) == spans(pattern.compiled.finditer(text))
+            assert spans(pattern.finditer(text, start, end)) == spans(
+                pattern.compiled.finditer(text, start, end)
+            ), pattern.pattern
+            expected = pattern.compiled.search(text, start)
+            assert spans(filter(None, [pattern.search(text, start)])) == spans(
+                filter(None, [expected])
+            )
+
+
+@pytest.mark.parametrize(
+    "pattern, text",
+    [
+        (r"(?<!不)想死|\bkill\s+myself\b", "x" * 300 + "不想死 想死 i will kill myself"),
+        (r"\d+\s*(?:片|粒)", "吃了 30 片 " * 40 + "12粒"),
+        (r"(?:我的?|他)?(?:朋友|同学)说", "他朋友说，我同学说，" * 30),
+        (r"a*b", "aaab" * 100),  # a repeat that may be empty before the one required character
+        (r"^想死", "想死" * 200),  # anchored at the start: left to the engine
+        (r"(?i)kill", "KILL kill " * 50),  # case-insensitive: left to the engine
+        (r"\w+死", "累死 " * 100),  # may begin with any letter: left to the engine
+    ],
+)
+def test_a_pattern_finds_what_the_engine_finds(pattern, text):
+    fast = scanner(pattern)
+    assert spans(fast.finditer(text)) == spans(re.finditer(pattern, text))
+    assert spans(fast.finditer(text, 7, len(text) - 5)) == spans(
+        re.compile(pattern).finditer(text, 7, len(text) - 5)
+    )
+
+
+def test_patterns_that_may_begin_anywhere_are_left_to_the_engine():
+    assert scanner(r"^想死").first is None
+    assert scanner(r"(?i)kill").first is None
+    assert scanner(r"\w+死").first is None
+    assert scanner(r"x?").first is None  # may match empty
+    assert scanner(r"(?<!不)想死|\bkill").first.pattern == "(?:kil|想死)"
+
+
+def test_a_scanner_is_the_compiled_pattern_for_everything_else():
+    fast = scanner(r"想死")
+    assert fast.pattern == "想死" and fast.sub("x", "我想死") == "我x"
