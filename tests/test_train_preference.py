@@ -18,6 +18,7 @@ from tiny import CORPUS
 from anxin.cli import main as cli_main
 from anxin.data.pairs import ranking_entry
 from anxin.data.registry import register_dataset
+from anxin.errors import TemplateError
 from anxin.train import load_train_config, train
 
 
@@ -148,6 +149,9 @@ def test_continuing_an_sft_adapter_keeps_it_as_the_reference(tiny_model_dir, toy
 
     out = tmp_path / "dpo"
     overrides = pref_overrides(tiny_model_dir, toy_pairs, out, adapter_name_or_path=sft)
+    other_template = load_train_config(None, [*overrides, "template=llama3"])
+    with pytest.raises(TemplateError, match="trained with template 'default'"):
+        setup(other_template)  # an adapter continues with its own template or not at all
     run = setup(load_train_config(None, overrides))
     fit(run)
     trainer = run.trainer

@@ -110,7 +110,7 @@ def _predict_only(cfg: TrainConfig) -> TrainResult:
 
 def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
     from anxin.models import load_tokenizer, resolve_model
-    from anxin.template import apply_template
+    from anxin.template import apply_template, check_template
     from anxin.train import environment
     from anxin.train.build import build_trainer, load_model, save_pissa_init, training_arguments
     from anxin.train.checkpoints import prepare_output_dir
@@ -134,6 +134,8 @@ def setup(cfg: TrainConfig, callbacks: list | tuple = ()) -> Run:
         model_path = resolve_model(cfg.model.model_name_or_path)
         tokenizer = load_tokenizer(model_path)
         template_name = apply_template(tokenizer, cfg.model.template)
+        # An adapter continues with the template it was trained with, or not at all.
+        check_template(tokenizer, cfg.model.adapter_name_or_path)
         datasets, stats = tokenize_records(cfg, records, tokenizer)
     if len(datasets[0]) == 0:
         raise ConfigError(
@@ -220,10 +222,10 @@ def _quiet_libraries(is_main: bool) -> None:
 def _announce(run: Run) -> None:
     cfg, card = run.cfg, run.data_card
     method = cfg.method.finetuning_type
-    if method == "lora":
-        method += f" r={cfg.method.lora_rank} alpha={cfg.method.lora_alpha} on {','.join(cfg.method.lora_target)}"
     if cfg.model.adapter_name_or_path:
-        method += f", continuing {cfg.model.adapter_name_or_path}"
+        method += f" continuing the adapter in {cfg.model.adapter_name_or_path}"
+    elif method == "lora":
+        method += f" r={cfg.method.lora_rank} alpha={cfg.method.lora_alpha} on {','.join(cfg.method.lora_target)}"
     stage = cfg.method.stage
     if stage != "sft":
         loss = cfg.preference.pref_loss if stage == "dpo" else "kto"

@@ -63,8 +63,9 @@ class ModelArgs:
     trust_remote_code: bool = arg(False, "allow model code from the model folder or hub")
     adapter_name_or_path: str | None = arg(
         None,
-        "a LoRA adapter folder to start from (an SFT adapter before dpo or kto); training "
-        "continues it, do_predict without do_train generates with it",
+        "a LoRA adapter folder to start from (an SFT adapter before dpo or kto): training "
+        "continues it (its rank and targets are its own; lora_* keys shape new adapters), "
+        "do_predict without do_train generates with it",
     )
     quantization_bit: int | None = arg(
         None, "4 or 8: QLoRA, base weights quantised by bitsandbytes (CUDA GPU only)"
