@@ -308,3 +308,33 @@ def test_dpo_under_torchrun_two_processes_agree(tiny_model_dir, toy_pairs, tmp_p
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]  # written once, by rank 0
     assert all("rewards/accuracies" in e for e in log if "loss" in e)
     assert (out / "training_rewards.png").is_file() and not (out / "ref").exists()
+
+
+def test_reading_the_prompt_once_gives_trls_two_row_log_probs(tiny_model_dir, toy_pairs, tmp_path):
+    from anxin.train import setup
+    from anxin.train.shared_prompt import PACKED_KEYS, block_causal_mask
+
+    run = setup(load_train_config(None, pref_overrides(tiny_model_dir, toy_pairs, tmp_path / "o")))
+    trainer, model = run.trainer, run.trainer.model
+    generator = torch.Generator().manual_seed(0)
+    for name, param in model.named_parameters():  # an adapter that changes the answers
+        if "lora_B" in name:
+            param.data = torch.randn(param.shape, generator=generator) * 0.05
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 3, 6)])  # 3: a history
+    assert batch["packed_ids"].size(1) < 2 * batch["input_ids"].size(1)
+    two_rows = {k: v for k, v in batch.items() if k not in PACKED_KEYS}
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        packed = model(**batch, labels=labels, fused_lm_head=True)
+        plain = model(**two_rows, labels=labels, fused_lm_head=True)
+    assert torch.allclose(packed.log_probs, plain.log_probs, atol=1e-4)
+    assert torch.equal(packed.label_mask, plain.label_mask)
+    with torch.no_grad():
+        assert trainer.compute_loss(model, batch).item() == pytest.approx(
+            trainer.compute_loss(model, two_rows).item(), abs=1e-5
+        )
+    # prompt, chosen, rejected: the rejected answer sees the prompt but never the chosen one
+    mask = block_causal_mask(torch.tensor([[0, 0, 1, 1, 2, 2, -1]]))[0, 0]
+    assert mask[4].tolist() == [True, True, False, False, True, False, False]
+    assert mask[3].tolist() == [True, True, True, True, False, False, False]
+    assert mask[6].tolist() == [False] * 6 + [True]  # padding sees only itself

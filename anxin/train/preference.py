@@ -1,6 +1,6 @@
 """Stage dpo and kto: TRL's DPOTrainer and KTOTrainer, fed by anxin's template, set from TrainConfig.
 
-The trainers are TRL's, with four small changes:
+The trainers are TRL's, with these changes:
 - the data arrives tokenised by anxin (anxin.train.preference_data), so TRL's own tokenising is
   skipped and masking and template are SFT's;
 - ORPO and SimPO (LLaMA-Factory's `pref_loss: orpo | simpo`, reference-free, on the mean log-
@@ -9,7 +9,8 @@ The trainers are TRL's, with four small changes:
   the adapter disabled for a new adapter, or a frozen copy of the adapter named in
   adapter_name_or_path (TRL keeps it as a second, "ref" adapter: a few MB) when training
   continues an SFT adapter, so the reference is the SFT model DPO is meant to stay near;
-- only the trained adapter is saved (the "ref" copy is rebuilt from adapter_name_or_path).
+- only the trained adapter is saved (the "ref" copy is rebuilt from adapter_name_or_path);
+- DPO reads each pair's prompt once (anxin.train.shared_prompt), with the same log-probabilities.
 """
 
 from __future__ import annotations
