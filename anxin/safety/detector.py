@@ -36,13 +36,14 @@ import bisect
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 from anxin.safety import rules
 from anxin.safety.classifier import shipped_classifier
+from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
 from anxin.safety.rules import Rule, rulebook
 from anxin.safety.scan import Scanner, scanner
 from anxin.safety.text import CJK, LATIN_WORD, detect_language, matching_text, normalize
@@ -78,6 +79,8 @@ class Assessment:
     categories: list[str] = field(default_factory=list)
     language: str = "zh"
     reasons: list[str] = field(default_factory=list)
+    # the learned stage's probability of a crisis (None where it did not run): for PR curves
+    score: float | None = None
 
     @property
     def is_crisis(self) -> bool:
@@ -340,14 +343,19 @@ class CrisisDetector:
     'none'
     """
 
-    def __init__(self, audit_log: str | Path | None = None):
+    def __init__(self, audit_log: str | Path | None = None, judge: SafetyJudge | None = None):
         self.audit_log = Path(audit_log) if audit_log else None
+        self.judge = judge  # an optional guard model (judge.py): it can only raise the level
 
     def assess(self, text: str, context: Sequence[dict | str] = ()) -> Assessment:
         assessment = _assess_message(text)
         if context:  # a message is normalised again only to be read against what came before
             assessment = _with_context(assessment, normalize(text), list(context))
-        if self.audit_log is not None and assessment.level != "none":
+        if self.judge is not None and assessment.level != "crisis":
+            assessment = _with_verdict(assessment, self.judge.judge(text, list(context)))
+        if self.audit_log is not None and (
+            assessment.level != "none" or JUDGE_FAILURES & set(assessment.reasons)
+        ):
             self._audit(assessment)
         return assessment
 
@@ -358,6 +366,14 @@ class CrisisDetector:
         self.audit_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.audit_log, "a", encoding="utf-8") as log:
             log.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _with_verdict(assessment: Assessment, verdict: Verdict) -> Assessment:
+    """The guard's verdict raises the level or adds only its reason; it never lowers."""
+    reasons = _unique([*assessment.reasons, verdict.reason])
+    if verdict.level is None or RANK[verdict.level] <= RANK[assessment.level]:
+        return replace(assessment, reasons=reasons)
+    return replace(assessment, level=verdict.level, categories=verdict.categories, reasons=reasons)
 
 
 def _assess_message(text: str) -> Assessment:

@@ -57,6 +57,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, upstream: bool = True)
     )
     if upstream:
         add_upstream_arguments(parser)
+    add_safety_arguments(parser)
     add_sampling_arguments(parser.add_argument_group("sampling (a request may override them)"))
     model.add_argument(
         "--language",
@@ -77,6 +78,50 @@ def add_sampling_arguments(group) -> None:
             default=default,
             help=SETTING_HELP[name] + shown,
         )
+
+
+def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "care layer",
+        "an optional guard model (Llama Guard 3, Qwen3Guard) on an OpenAI-compatible server: "
+        "it can only raise the care layer's level, never lower it",
+    )
+    group.add_argument(
+        "--safety-judge", metavar="URL", help="its base URL, e.g. http://gpu:8001/v1"
+    )
+    group.add_argument(
+        "--safety-judge-model", metavar="NAME", help="the model to ask (default: its first model)"
+    )
+    group.add_argument(
+        "--safety-judge-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="past this, the local decision stands alone and the audit log says so (default: 2)",
+    )
+    group.add_argument(
+        "--safety-audit-log",
+        metavar="FILE",
+        help="append one line per flagged message: levels, categories, rule names, never words",
+    )
+
+
+def detector_from_args(args: argparse.Namespace):
+    """The care layer the flags ask for: the local detector, with a guard model if given."""
+    import os
+
+    from anxin.safety import CrisisDetector
+    from anxin.safety.judge import SafetyJudge
+
+    judge = None
+    if getattr(args, "safety_judge", None):
+        judge = SafetyJudge(
+            args.safety_judge,
+            model=args.safety_judge_model,
+            timeout=args.safety_judge_timeout,
+            api_key=os.environ.get("ANXIN_SAFETY_JUDGE_KEY"),
+        )
+    return CrisisDetector(audit_log=getattr(args, "safety_audit_log", None), judge=judge)
 
 
 def add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +167,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
     from anxin.engine import Engine
 
     settings = settings_from_args(args)
+    detector = detector_from_args(args)
     if getattr(args, "upstream", None):
         from anxin.backends.upstream import UpstreamBackend
 
@@ -136,7 +182,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
             allow_template_mismatch=args.allow_template_mismatch,
         )
         persona = {"system_prompt": args.system} if args.system else {}
-        return Engine(backend, settings=settings, **persona)
+        return Engine(backend, settings=settings, detector=detector, **persona)
     return Engine.from_pretrained(
         args.model,
         args.adapter,
@@ -148,6 +194,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         backend=args.backend,
         quantize=args.quantize,
         settings=settings,
+        detector=detector,
     )
 
 
