@@ -217,7 +217,7 @@ def workflow(ui: Board, workdir: Path, tiny_model_dir: Path, url: str, chromium)
     for side in ("base", "tuned"):
         ui.page.locator(f"#chat-{side} [data-testid='bot']").first.wait_for(timeout=30_000)
     ui.page.click("#chat-stop")  # the tiny model would babble its 256 tokens
-    ui.page.wait_for_timeout(1000)
+    ui.page.locator("#chat-send:enabled").wait_for(timeout=30_000)  # Send is back
     ui.page.fill("#chat-message textarea", CRISIS)
     ui.page.click("#chat-send")
     for side in ("base", "tuned"):

@@ -123,10 +123,14 @@ def test_a_failed_job_shows_its_last_error_line(tmp_path):
 
 def test_a_job_runs_in_the_board_folder_and_survives_its_runner(tmp_path):
     runner = JobRunner(tmp_path / "home", tmp_path)
-    runner.start("merge", [sys.executable, "-c", "import os; print(os.getcwd())"])
+    where = [sys.executable, "-c", "import os; print(os.getcwd())"]
+    runner.start("merge", where)
     del runner  # nothing of the job lives in the runner object
-    status = wait_for(JobRunner(tmp_path / "home", tmp_path), "merge", {"finished"})
+    elsewhere = JobRunner(tmp_path / "home", tmp_path / "home")  # a board started elsewhere
+    status = wait_for(elsewhere, "merge", {"finished"})
     assert status.log.strip().endswith(str(tmp_path))
+    elsewhere.start("merge", where, status.job.details)  # run again: where it ran before
+    assert wait_for(elsewhere, "merge", {"finished"}).log.strip().endswith(str(tmp_path))
 
 
 def test_log_text_reads_as_the_terminal_showed_it():

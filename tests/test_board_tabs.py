@@ -13,6 +13,7 @@ import pytest
 from anxin.board import data_tab, form, train_tab
 from anxin.board.context import BUNDLED_DATA, Context
 from anxin.config import field_owners
+from anxin.errors import DataError
 from anxin.train.config import TrainConfig
 
 MESSAGES = [
@@ -80,6 +81,12 @@ def test_an_upload_is_checked_line_by_line_and_registered(ctx, tmp_path):
     report_text = data_tab.report_markdown(checked, "en")
     assert f"{upload}:2" in report_text  # FILE:LINE of the bad record
     assert len(checked.records) == 1
+    registry, kept, skipped = data_tab.register_upload(ctx, [str(upload)], "auto", "mine", "data")
+    assert (kept, skipped) == (1, 1) and registry == ctx.workdir / "data" / "dataset_info.json"
+    assert data_tab.dataset_names(ctx, "data") == ["mine"]
+    with pytest.raises(DataError, match="use letters"):
+        data_tab.register_upload(ctx, [str(upload)], "auto", "../escape", "data")
+    assert not (ctx.workdir / "escape.jsonl").exists()
 
 
 def test_presets_are_the_shipped_recipes_with_the_bundled_data(ctx):
@@ -143,3 +150,26 @@ def test_a_reopened_board_shows_the_last_runs_form(ctx):
     ctx.runner.start("train", ["true"], {"config": str(config), "output_dir": "run"})
     assert _last_run_form(ctx) == shown
     assert Path(config).is_file()
+
+
+def test_the_board_binds_beyond_localhost_only_with_a_login(capsys, monkeypatch):
+    from anxin.cli import main as anxin
+
+    monkeypatch.delenv("ANXIN_WEB_AUTH", raising=False)
+    assert anxin(["board", "--host", "0.0.0.0"]) == 2
+    assert "set --auth USER:PASSWORD" in capsys.readouterr().err
+    assert anxin(["board", "--auth", "nopassword"]) == 2
+    assert "USER:PASSWORD" in capsys.readouterr().err
+
+
+def test_chat_settings_are_generation_settings_and_an_empty_seed_is_none():
+    from anxin.board.chat_tab import chosen_settings
+    from anxin.generation import setting_defaults
+
+    defaults = list(setting_defaults().values())
+    assert chosen_settings(defaults[:-1] + [""]).seed is None
+    assert chosen_settings([40.0, 0, 0.9, 50, 1.1, "7"]).max_new_tokens == 40
+    with pytest.raises(ValueError, match="seed: expected a number"):
+        chosen_settings(defaults[:-1] + ["x"])
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        chosen_settings([0, *defaults[1:]])

@@ -23,6 +23,43 @@ from anxin.serve.web import Conversations, hotline_markdown
 SIDES = ("base", "tuned")
 
 
+def setting_widgets() -> list:
+    """One box per GenerationSettings field, with its default and help (the fields `anxin chat`
+    has flags for), applied to both sides alike. An optional one (seed) is a text box: empty
+    means none, where a number box would show 0."""
+    from anxin.generation import SETTING_HELP, setting_defaults
+
+    widgets = []
+    for name, default in setting_defaults().items():
+        common = dict(label=name, info=SETTING_HELP.get(name, ""), elem_id=f"chat-{name}")
+        if default is None:
+            widgets.append(gr.Textbox(value="", **common))
+        else:
+            integer = isinstance(default, int)
+            widgets.append(gr.Number(value=default, precision=0 if integer else None, **common))
+    return widgets
+
+
+def chosen_settings(values: list):
+    """GenerationSettings from the boxes (an empty one keeps the default); ValueError names the
+    bad one."""
+    import typing
+
+    from anxin.generation import GenerationSettings, setting_defaults
+
+    hints = typing.get_type_hints(GenerationSettings)
+    chosen = {}
+    for name, value in zip(setting_defaults(), values, strict=True):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        kind = next(t for t in (hints[name], *typing.get_args(hints[name])) if t in (int, float))
+        try:
+            chosen[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    return GenerationSettings(**chosen)
+
+
 @dataclass
 class ChatModels:
     """The engines of the tab (one board, one pair), loaded on request."""
@@ -50,6 +87,11 @@ class ChatModels:
             system_prompt=tuned.system_prompt if tuned else None,
         )
         self.talks["base"] = Conversations(base)
+
+    def use(self, settings) -> None:
+        """Both sides generate with the same settings."""
+        for talk in self.talks.values():
+            talk.engine.settings = settings
 
     def accept(self, message: str, histories: dict) -> dict:
         """Step one, never queued, per side: (shown, kept, waiting conversation). A crisis is
@@ -110,6 +152,7 @@ class ChatTab:
     chats: dict
     histories: dict
     box: gr.Textbox
+    settings: list
     send: gr.Button
     stop: gr.Button
     reset: gr.Button
@@ -146,8 +189,10 @@ def build(ctx: Context, model: str, adapter: str) -> ChatTab:
                       elem_id="chat-send")  # fmt: skip
         stop = t.make(gr.Button, "train.stop", "value", scale=1, elem_id="chat-stop")
         reset = t.make(gr.Button, "chat.reset", "value", scale=1, elem_id="chat-reset")
-    return ChatTab(model_box, adapter_box, fill, load, loaded, chats, histories, box, send,
-                   stop, reset)  # fmt: skip
+    with t.make(gr.Accordion, "chat.settings", open=False), gr.Row():
+        settings = setting_widgets()
+    return ChatTab(model_box, adapter_box, fill, load, loaded, chats, histories, box, settings,
+                   send, stop, reset)  # fmt: skip
 
 
 def wire(ctx: Context, tab: ChatTab, train_widgets: dict) -> None:
@@ -174,15 +219,23 @@ def wire(ctx: Context, tab: ChatTab, train_widgets: dict) -> None:
     chats, histories = list(tab.chats.values()), list(tab.histories.values())
     waiting = gr.State({})  # each side's conversation accepted in step one, until answered
 
-    def accept(message, base_history, tuned_history, lang, request: gr.Request):
+    # Gradio passes the request where the annotated parameter stands, the settings after it.
+    def accept(message, base_history, tuned_history, lang, request: gr.Request, *settings):
         if not models.talks or models.replying(request.session_hash or ""):
             # One message at a time: a second one would race the replies still streaming.
             gr.Warning(text("chat.load_first" if not models.talks else "chat.wait", lang))
-            return [gr.skip()] * 4 + [message, {}]
+            return [gr.skip()] * 4 + [message, {}, gr.skip()]
+        try:
+            models.use(chosen_settings(list(settings)))
+        except ValueError as error:
+            gr.Warning(str(error))
+            return [gr.skip()] * 4 + [message, {}, gr.skip()]
         accepted = models.accept(message, {"base": base_history, "tuned": tuned_history})
         shown = [accepted.get(side, (gr.skip(), gr.skip(), None)) for side in SIDES]
-        return [shown[0][0], shown[1][0], shown[0][1], shown[1][1], "",
-                {side: found[2] for side, found in accepted.items()}]  # fmt: skip
+        waiting_now = {side: found[2] for side, found in accepted.items()}
+        # Send waits for the replies (a second message would race them); Stop stays.
+        return [shown[0][0], shown[1][0], shown[0][1], shown[1][1], "", waiting_now,
+                gr.update(interactive=False)]  # fmt: skip
 
     def respond(waiting_now, base_history, tuned_history, request: gr.Request):
         histories = {"base": base_history, "tuned": tuned_history}
@@ -201,11 +254,14 @@ def wire(ctx: Context, tab: ChatTab, train_widgets: dict) -> None:
     for trigger in (tab.box.submit, tab.send.click):
         # As on `anxin web`: step one is never queued, so a crisis is answered at once.
         trigger(
-            accept, [tab.box, *histories, language], [*chats, *histories, tab.box, waiting],
+            accept, [tab.box, *histories, language, *tab.settings],
+            [*chats, *histories, tab.box, waiting, tab.send],
             concurrency_limit=None, **private,
         ).then(
             respond, [waiting, *histories], [*chats, *histories], concurrency_id="reply",
             **private,
+        ).then(
+            lambda: gr.update(interactive=True), None, tab.send, **private
         )  # fmt: skip
     tab.stop.click(stop, concurrency_limit=None, **private)
     for clears in (tab.reset.click, *(chat.clear for chat in chats)):  # the chats' own bins too

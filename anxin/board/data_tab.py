@@ -9,6 +9,7 @@ is exactly what the loss is computed on.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from anxin.atomic import write_jsonl
 from anxin.board.context import BUNDLED_DATA, Context
 from anxin.board.labels import text
 from anxin.board.widgets import PRIVATE
@@ -24,9 +26,10 @@ from anxin.data.readers import READERS, REPAIR_BY_DEFAULT
 from anxin.data.record import CheckReport, check_records
 from anxin.data.registry import canonical_entry, check_entry, info_path, load_dataset_info
 from anxin.data.registry import register_dataset as add_to_registry
-from anxin.errors import AnxinError
+from anxin.errors import AnxinError, DataError
 
 PROBLEMS_SHOWN = 20
+DATASET_NAME = re.compile(r"[\w][\w.-]*")
 TRAINED_COLOUR = "#22c55e"
 
 
@@ -74,6 +77,21 @@ def upload_source(files: list[str]) -> Path:
     for file in files:
         shutil.copy(file, folder / Path(file).name)
     return folder
+
+
+def register_upload(ctx: Context, files: list[str], fmt: str, name: str, folder: str):
+    """Write the upload's valid dialogues to FOLDER/NAME.jsonl and register NAME in
+    FOLDER/dataset_info.json, as `anxin data convert --register` does. Returns (the registry's
+    path, dialogues kept, records skipped)."""
+    target = ctx.path(folder)
+    if not DATASET_NAME.fullmatch(name):
+        # The name becomes a file name: no separators, no way out of the folder.
+        problem = f"{name!r}: use letters, digits, '.', '_' or '-'"
+        raise DataError(info_path(target), None, "name", problem)
+    records, report, _ = read_checked(upload_source(files), fmt, skip_invalid=True)
+    write_jsonl(target / f"{name}.jsonl", records)
+    registry = add_to_registry(target, name, canonical_entry(f"{name}.jsonl"))
+    return registry, len(records), sum(report.skipped.values())
 
 
 @dataclass
@@ -165,7 +183,7 @@ class DataTab:
     count: gr.Slider
     check: gr.Button
     report: gr.Markdown
-    stats: gr.Code
+    stats: gr.Markdown
     lengths: gr.Image
     preview: gr.HighlightedText
     register_name: gr.Textbox
@@ -188,7 +206,7 @@ def build(ctx: Context) -> DataTab:
             )  # fmt: skip
             t.make(gr.Markdown, "data.upload_heading", "value")
             files = t.make(gr.File, "data.upload", file_count="multiple", type="filepath",
-                           elem_id="data-upload", height=120)  # fmt: skip
+                           elem_id="data-upload")  # fmt: skip
             fmt = t.make(gr.Dropdown, "data.format", choices=["auto", *READERS], value="auto")
             with gr.Row():
                 register_name = t.make(gr.Textbox, "data.register_name", scale=2)
@@ -207,9 +225,9 @@ def build(ctx: Context) -> DataTab:
             )  # fmt: skip
             t.bind(preview_box, "color_map", trained_colours)
             report = gr.Markdown(elem_id="data-report")
-            stats = t.make(gr.Code, "data.stats", language=None, elem_id="data-stats")
+            stats = gr.Markdown(elem_id="data-stats")
             lengths = t.make(gr.Image, "data.lengths", type="filepath", height=260,
-                             interactive=False)  # fmt: skip
+                             interactive=False, elem_id="data-lengths")  # fmt: skip
     return DataTab(dataset_dir, names, files, fmt, first, count, check, report, stats, lengths,
                    preview_box, register_name, register_dir, register, register_note)  # fmt: skip
 
@@ -247,8 +265,8 @@ def wire(ctx: Context, tab: DataTab, train_widgets: dict) -> list:
             first = max(1, int(first or 1)) - 1
             pieces = preview(tokenizer, checked.records, first, int(count), system,
                              int(cutoff) if cutoff else None, lang)  # fmt: skip
-        return (report_markdown(checked, lang) + note, format_stats(summarize(lengths)),
-                str(picture), pieces)  # fmt: skip
+        stats = f"```\n{format_stats(summarize(lengths))}\n```"
+        return report_markdown(checked, lang) + note, stats, str(picture), pieces
 
     def use_for_training(dataset_dir, names):
         return ",".join(names or []) or gr.skip(), dataset_dir if names else gr.skip()
@@ -257,18 +275,12 @@ def wire(ctx: Context, tab: DataTab, train_widgets: dict) -> list:
         if not files or not name.strip():
             return text("data.register_needs", lang), gr.skip(), gr.skip()
         try:
-            records, report, _ = read_checked(upload_source(files), fmt, skip_invalid=True)
-            from anxin.atomic import write_jsonl
-
-            target = ctx.path(folder)
-            write_jsonl(target / f"{name.strip()}.jsonl", records)
-            add_to_registry(target, name.strip(), canonical_entry(f"{name.strip()}.jsonl"))
+            registry, kept, skipped = register_upload(ctx, files, fmt, name.strip(), folder)
         except AnxinError as error:
             return f"⚠ {error}", gr.skip(), gr.skip()
         note = text("data.registered", lang).format(
-            name=name.strip(), count=len(records), path=target / "dataset_info.json",
-            skipped=sum(report.skipped.values()),
-        )  # fmt: skip
+            name=name.strip(), count=kept, path=registry, skipped=skipped
+        )
         names = dataset_names(ctx, folder)
         return note, folder, gr.update(choices=names, value=[name.strip()])
 

@@ -302,13 +302,12 @@ def flag_widget_value(spec: FieldSpec) -> Any:
 
 
 def check_flag_form(config_cls: type, specs: list[FieldSpec], shown: list[Any]) -> Checked:
-    names = [spec.name for spec in specs]
+    """Parse each flag widget as argparse would, then build the config (its checks run)."""
     try:
         values = {s.name: flag_value(s, v) for s, v in zip(specs, shown, strict=True)}
         return Checked(config=config_cls(**values))
-    except ConfigError as error:
-        return Checked(error=str(error), field=field_named_in(str(error), names))
-    except (TypeError, ValueError) as error:
+    except (ConfigError, TypeError, ValueError) as error:
+        names = [spec.name for spec in specs]
         return Checked(error=str(error), field=field_named_in(str(error), names))
 
 

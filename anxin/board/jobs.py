@@ -201,7 +201,10 @@ class JobRunner:
         write_json(self._path(job.kind, ".json"), asdict(job))
 
     def start(self, kind: str, argv: list[str], details: dict | None = None) -> Job:
-        """Run `argv` (from the board's folder) as the job of `kind`; JobBusy if one runs."""
+        """Run `argv` as the job of `kind`; JobBusy if one runs. It runs in the board's folder,
+        or in `details["workdir"]`: details kept from an earlier job (Resume) run it where it
+        ran, whatever folder this board was started in."""
+        details = {"workdir": str(self.workdir), **(details or {})}
         with self._lock:
             busy = self.running()
             if busy is not None:
@@ -212,7 +215,7 @@ class JobRunner:
             with open(log, "wb") as out:
                 process = subprocess.Popen(
                     [*SUPERVISOR, str(exit_file), str(log), "--", *argv],
-                    cwd=self.workdir,
+                    cwd=details["workdir"],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=out,  # the supervisor's own failure, if any
@@ -221,7 +224,7 @@ class JobRunner:
             # Collect its exit status, so a finished job does not linger as a zombie.
             threading.Thread(target=process.wait, daemon=True).start()
             job = Job(kind, list(argv), process.pid, process_started(process.pid), time.time(),
-                      dict(details or {}))  # fmt: skip
+                      details)  # fmt: skip
             self._save(job)
             return job
 

@@ -36,6 +36,9 @@ from anxin.errors import ConfigError
 from anxin.train.config import TrainConfig
 
 CPU_PRESET = "smollm2-135m/lora_sft"
+# As `anxin plot` draws it: the logged loss light, its smoothed line dark (Gradio's plot legend
+# shows no entries, so the plot's label names the two).
+LOSS_COLOURS = {"loss": "#93c5fd", "smoothed": "#1d4ed8"}
 
 
 def specs() -> list[form.FieldSpec]:
@@ -228,7 +231,8 @@ def build(ctx: Context) -> TrainTab:
     progress = gr.HTML(progress_html(None, ""), elem_id="train-progress")
     with gr.Row():
         loss_plot = t.make(gr.LinePlot, "train.loss_plot", x="step", y="loss", color="series",
-                           height=260, y_axis_format=".4f", elem_id="loss-plot")  # fmt: skip
+                           height=260, y_axis_format=".4f", elem_id="loss-plot",
+                           color_map=LOSS_COLOURS)  # fmt: skip
         eval_plot = t.make(gr.LinePlot, "train.eval_plot", x="step", y="eval_loss", height=260,
                            y_axis_format=".4f", elem_id="eval-plot")  # fmt: skip
     log = t.make(gr.Textbox, "train.log", lines=10, max_lines=10, autoscroll=True,

@@ -3,7 +3,7 @@
     python docs/board/take_screenshots.py            (needs /usr/bin/chromium and playwright)
 
 Runs the board from an empty temporary folder, as a new user would, and drives it in headless
-Chromium: the bundled sample in the Data tab, a 4-step training, an evaluation against the base,
+Chromium: the bundled sample in the Data tab, a 6-step training, an evaluation against the base,
 a message and a crisis message in the Chat tab, a merge and a GGUF export. One PNG per tab is
 written next to this file (English page), plus train-zh.png for the language toggle. It takes
 several minutes on a CPU; the model is pulled first if it is not cached.
@@ -22,9 +22,13 @@ HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
 VIEW = {"width": 1400, "height": 1000}
 OUTPUT_DIR = "saves/smollm2-board"
+# Small enough for a busy 2-core CPU (SmolLM2 in float32 there: about a minute a step).
 TRAINING = {
-    "max_samples": 64,
-    "max_steps": 4,
+    "max_samples": 40,
+    "cutoff_len": 256,
+    "gradient_accumulation_steps": 2,
+    "max_steps": 6,
+    "warmup_steps": 0,
     "logging_steps": 1,
     "eval_steps": 2,
     "save_steps": 2,
@@ -58,15 +62,6 @@ class Page:
                 raise TimeoutError(f"{selector} never showed {words!r}")
             time.sleep(0.5)
 
-    def wait_still(self, selector: str, seconds: float) -> None:
-        """Until what `selector` shows has not changed for `seconds`."""
-        shown, since = None, time.monotonic()
-        while time.monotonic() - since < seconds:
-            now = self.page.locator(selector).all_inner_texts()
-            if now != shown:
-                shown, since = now, time.monotonic()
-            time.sleep(0.5)
-
     def shot(self, name: str, top: str | None = None, height: int = VIEW["height"]) -> None:
         """The page from the element `top` down (`height` pixels), or the whole page."""
         path = str(HERE / f"{name}.png")
@@ -81,67 +76,102 @@ class Page:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def drive(ui: Page) -> None:
+def data(ui: Page) -> None:
     ui.open("Data")
     ui.page.locator("#data-names input").click()
     ui.page.get_by_role("option", name="anxin_sample").click()
     ui.page.keyboard.press("Escape")
     ui.wait_text("#data-stats", "dialogues: 365", timeout=300)
+    ui.page.locator("#data-lengths img").wait_for(timeout=60_000)
+    ui.page.wait_for_timeout(1000)
     ui.shot("data")
 
+
+def train(ui: Page) -> None:
     ui.open("Train")
     for key, value in TRAINING.items():
         ui.set(f"field-{key}", value)
     ui.wait_text("#command", f"output_dir={OUTPUT_DIR}", timeout=60)
     ui.shot("train-form", "#board-title")
     ui.page.click("#start")
+    ui.wait_text("#train-status", "running", timeout=60)  # not the last run's "finished"
+    train_view(ui)
+
+
+def train_view(ui: Page) -> None:
+    """The run as the page shows it once finished (also after reopening the page)."""
+    ui.open("Train")
     ui.wait_text("#train-status", "finished", timeout=1800)
     ui.page.wait_for_timeout(2000)
     ui.shot("train", "#yaml", height=1250)
 
+
+def evaluate(ui: Page) -> None:
     ui.open("Evaluate")
     ui.page.click("#eval-fill")
-    for key, value in {"max_turns": 4, "max_new_tokens": 48, "samples": 2}.items():
+    # cutoff_len as in training is 256 here: too short for the prompts of the longer turns.
+    settings = {"max_turns": 2, "max_new_tokens": 32, "samples": 2, "cutoff_len": 1024}
+    for key, value in settings.items():
         ui.set(f"eval-field-{key}", value)
-    ui.wait_text("#eval-command", "--max-new-tokens 48", timeout=60)
+    ui.wait_text("#eval-command", "--max-new-tokens 32", timeout=60)
     ui.page.click("#eval-run")
+    ui.wait_text("#eval-status", "running", timeout=60)
     ui.wait_text("#eval-status", "finished", timeout=1800)
     ui.page.wait_for_timeout(2000)
     ui.shot("eval", "#eval-run", height=1300)
 
+
+def chat(ui: Page) -> None:
     ui.open("Chat")
     ui.page.click("#chat-fill")
     ui.page.click("#chat-load")
     ui.wait_text("#chat-loaded", "Loaded", timeout=300)
+    ui.page.get_by_text("generation settings", exact=False).click()  # open the accordion
+    ui.set("chat-max_new_tokens", 40)
     for message in ("最近工作压力很大，晚上总是睡不着。", "我真的不想活了，活着没有意思。"):
         ui.page.fill("#chat-message textarea", message)
         ui.page.click("#chat-send")
-        ui.page.wait_for_timeout(2000)
-        ui.wait_still("#chat-base, #chat-tuned", seconds=5)  # both replies have ended
+        ui.page.wait_for_timeout(1000)
+        ui.page.locator("#chat-send:enabled").wait_for(timeout=600_000)  # both replies ended
     ui.wait_text("#chat-tuned", "12356", timeout=60)
     ui.shot("chat", "#board-title")
 
+
+def export(ui: Page) -> None:
     ui.open("Export")
     ui.page.click("#export-fill")
-    ui.page.click("#merge")
-    ui.wait_text("#merge-status", "finished", timeout=900)
-    ui.page.click("#gguf")
-    ui.wait_text("#gguf-status", "finished", timeout=900)
+    for button, status in (("#merge", "#merge-status"), ("#gguf", "#gguf-status")):
+        ui.page.click(button)
+        ui.wait_text(status, "running", timeout=60)
+        ui.wait_text(status, "finished", timeout=900)
     ui.page.wait_for_timeout(2000)
     ui.shot("export", "#board-title")
 
+
+def chinese(ui: Page) -> None:
     ui.page.get_by_text("中文", exact=True).click()
     ui.open("训练")
     ui.page.wait_for_timeout(2000)
     ui.shot("train-zh", "#board-title")
 
 
-def main() -> int:
+STEPS = {"data": data, "train": train, "train-view": train_view, "eval": evaluate, "chat": chat,
+         "export": export, "zh": chinese}  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
     from playwright.sync_api import sync_playwright
 
     from anxin.board.app import launch_board
 
-    os.chdir(tempfile.mkdtemp(prefix="anxin-board-shots-"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="the board's folder (default: a new empty one); "
+                        "reuse one, with the same $ANXIN_HOME, to retake later tabs only")  # fmt: skip
+    parser.add_argument("--steps", default=",".join(STEPS), help="which, in order")
+    args = parser.parse_args(argv)
+    os.chdir(args.workdir or tempfile.mkdtemp(prefix="anxin-board-shots-"))
     url, page = launch_board("127.0.0.1", free_port(), language="en", block=False)
     try:
         with sync_playwright() as playwright:
@@ -150,7 +180,8 @@ def main() -> int:
             )
             tab = browser.new_page(viewport=VIEW)
             tab.goto(url)
-            drive(Page(tab))
+            for step in args.steps.split(","):
+                STEPS[step](Page(tab))
             browser.close()
     finally:
         page.close()
@@ -158,4 +189,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
