@@ -45,7 +45,7 @@ EPILOG = """\
 the flow:  anxin models pull smollm2
            anxin data convert --format smilechat path/to/smile/data -o data/smile.jsonl
            anxin train configs/smollm2-135m/lora_sft.yaml
-           anxin eval --model smollm2 --adapter saves/smollm2-135m/lora/sft \
+           anxin eval --model smollm2 --adapter saves/smollm2-135m/lora/sft \\
                       --data saves/smollm2-135m/lora/sft/validation.jsonl --out reports/eval
            anxin chat --model smollm2 --adapter saves/smollm2-135m/lora/sft
 

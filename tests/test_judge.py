@@ -106,7 +106,7 @@ def test_score_summary_averages_judged_replies_and_counts_the_rest():
         Judged(flagged.model_validate({**TURN_SCORES, "empathy": 3, "crisis_handling": 2})),
         Judged(None, "字段不符合要求", retried=True),
     ]
-    summary = score_summary(results, [False, True, False])
+    summary = score_summary(results)
     assert (summary["judged"], summary["unjudged"], summary["retried"]) == (2, 1, 1)
     assert summary["dimensions"]["empathy"]["mean"] == 2.0
     assert summary["dimensions"]["empathy"]["n"] == 2

@@ -156,8 +156,11 @@ def test_the_page_streams_a_reply_and_shows_the_care_panel(page_url, browser):
     url, _ = page_url
     tab = browser.new_page(viewport={"width": 1200, "height": 800})
     tab.goto(url)
+    # Gradio renders the columns one after another: wait for each (fails after 10 s), never
+    # take one instant's is_visible() as the answer.
+    for panel in ("#disclaimer", "#hotlines"):
+        tab.locator(panel).wait_for(state="visible", timeout=10_000)
     assert tab.locator("#disclaimer").inner_text().strip() == safety.disclaimer("zh")
-    assert tab.locator("#disclaimer").is_visible() and tab.locator("#hotlines").is_visible()
     assert "12356" in tab.locator("#hotlines").inner_text()
     seen = send(tab, "hello", expect="What happened today?")
     assert seen[-1] == REPLY

@@ -329,7 +329,8 @@ examples:
   # an LLM judge scores each reply (CPsyCoun rubric) and compares both models both ways
   anxin eval --adapter saves/sft --compare smollm2 --data val.jsonl --out cmp --max-turns 50 \
              --judge http://gpu:8000/v1 --judge-model Qwen2.5-72B-Instruct
-  anxin eval ... --judge https://api.openai.com/v1 --judge-model gpt-4o --judge-key-env OPENAI_API_KEY
+  anxin eval --adapter saves/sft --data val.jsonl --out judged --judge https://api.openai.com/v1 \\
+             --judge-model gpt-4o --judge-key-env OPENAI_API_KEY
 
   # simulated clients in crisis against the system, rated by a judge: see
   anxin eval simulate --help

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
@@ -158,7 +159,7 @@ def judge_turns(
     turns,
     replies: dict[str, list[str]],
     *,
-    repeats: list[int] = (),
+    repeats: Sequence[int] = (),
     max_tokens: int = 512,
     seed: int = 42,
 ) -> JudgeRun:
@@ -179,9 +180,7 @@ def judge_turns(
         "flagged_turns": sum(flags),
         "dimensions": _dimension_info(),
         "models": {
-            label: score_summary(
-                [found[("score", label, i)] for i in range(len(turns))], flags, seed
-            )
+            label: score_summary([found[("score", label, i)] for i in range(len(turns))], seed)
             for label in replies
         },
     }
@@ -215,7 +214,7 @@ def _scores(result: Judged | None) -> dict | None:
     )
 
 
-def score_summary(results: list[Judged], flags: list[bool], seed: int = 42) -> dict:
+def score_summary(results: list[Judged], seed: int = 42) -> dict:
     """Per dimension: mean and 95 % interval over the judged replies (crisis handling over
     the judged flagged ones); how many replies were judged, retried and left unjudged."""
     scores = [_scores(r) for r in results]

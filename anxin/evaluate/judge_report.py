@@ -151,6 +151,8 @@ def draw_judge_panel(axis, judge: dict) -> None:
         axis.bar(spots, means, width, yerr=errors, capsize=3, label=name)
     axis.set_xticks(range(len(keys)), keys, rotation=30, ha="right")
     axis.set_ylim(0, 1.05)
+    if not any(m["judged"] for m in models.values()):
+        axis.text(0.5, 0.5, "no reply judged", ha="center", va="center", transform=axis.transAxes)
     axis.set_title("LLM judge: mean score / scale max (95 % CI)")
     axis.grid(axis="y", alpha=0.3)
     axis.legend()

@@ -276,7 +276,8 @@ def plot_simulation(metrics: dict, target: Path) -> Path:
         bottoms = [b + v for b, v in zip(bottoms, values)]
     ratings.set_title("judge's ratings (conversations)")
     ratings.tick_params(axis="x", rotation=30)
-    ratings.legend()
+    ratings.set_ylim(0, max([*bottoms, 1]) * 1.45)  # room for the legend above the bars
+    ratings.legend(ncol=2, fontsize="small", loc="upper center")
     by_risk = metrics["help_lines"]["by_risk"]
     risks = [r for r in RISKS if by_risk[r]["personas"]]
     shares = [by_risk[r]["offered"] / by_risk[r]["personas"] * 100 for r in risks]
