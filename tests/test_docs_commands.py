@@ -40,8 +40,9 @@ def code_blocks(markdown: str) -> str:
     return "\n".join(re.findall(r"```[a-z]*\n(.*?)```", markdown, flags=re.DOTALL))
 
 
-def parser_for(verb: str) -> argparse.ArgumentParser:
-    module_name, text = cli.COMMANDS[verb]
+def parser_for(verb: str, sub: str | None = None) -> argparse.ArgumentParser:
+    """The parser `anxin VERB` (or `anxin VERB SUB`, a sub-verb with its own module) uses."""
+    module_name, text = cli.SUBVERBS[verb][sub] if sub else cli.COMMANDS[verb]
     parser = argparse.ArgumentParser(prog=f"anxin {verb}", description=text)
     importlib.import_module(module_name).add_arguments(parser)
     return parser
@@ -77,7 +78,8 @@ def check(command: str) -> str | None:
     if verb not in cli.COMMANDS:
         return f"unknown verb {verb!r}"
     try:
-        parser_for(verb).parse_args(tokens[2:])
+        sub = tokens[2] if len(tokens) > 2 and tokens[2] in cli.SUBVERBS.get(verb, {}) else None
+        parser_for(verb, sub).parse_args(tokens[3:] if sub else tokens[2:])
     except SystemExit as stop:
         return None if stop.code == 0 else "does not parse"  # `--help` exits 0
     return None
