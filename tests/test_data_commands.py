@@ -220,3 +220,22 @@ def test_convert_registers_outside_dataset_dir_with_absolute_path(tmp_path):
     assert run("convert", tmp_path / "a.json", "-o", out, "--register", tmp_path / "reg") == 0
     info = json.loads((tmp_path / "reg" / "dataset_info.json").read_text("utf-8"))
     assert info["a"]["file_name"] == str(out.resolve())
+
+
+def test_a_turn_of_a_whole_book_is_named_in_a_warning_but_the_data_stays_valid(tmp_path, capsys):
+    book = "很长的一段话。" * 4_000  # 28,000 characters pasted into one turn
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": "你好"},
+                {"role": "assistant", "content": "你好呀"},
+            ]
+        },
+        {"messages": [{"role": "user", "content": book}, {"role": "assistant", "content": "嗯"}]},
+    ]
+    data = tmp_path / "long.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", "utf-8")
+    assert run("check", data) == 0
+    err = capsys.readouterr().err
+    assert f"warning: 1 messages longer than 20,000 characters, e.g. {data}:2: messages[0]" in err
+    assert "(28,000 characters)" in err

@@ -19,6 +19,16 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
+def test_launch_keeps_gradios_share_link_hint_quiet(monkeypatch):
+    """A counselling page is not for a public link: Gradio's share=True hint is not printed."""
+    page = build_page(Engine(ScriptedBackend(REPLY)), "zh")
+    given = {}
+    monkeypatch.setattr(type(page), "launch", lambda self, **options: given.update(options))
+    url = launch(page, "::1", 7861, block=False)
+    assert given["quiet"] is True and "share" not in given
+    assert url == "http://[::1]:7861/"
+
+
 def send_and_reply(talk, message, history, session=""):
     """Both steps of sending, as the page runs them."""
     shown, kept, box, waiting = talk.accept(message, history)
