@@ -6,6 +6,7 @@ transformers' and peft's.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -245,12 +246,14 @@ def build_trainer(cfg, args, model, tokenizer, template_name, datasets, resume_f
 
 
 def _sft_trainer(args, model, tokenizer, datasets, callbacks):
-    from transformers import Trainer
-
     from anxin.train.data import LENGTH_MULTIPLE, PaddedBatches, accepts_trained_logits_only
+    from anxin.train.fused_loss import FusedLossTrainer, plain_loss_reason
 
     train_set, val_set = datasets
-    return Trainer(
+    reason = plain_loss_reason(model, args)
+    if reason and args.process_index == 0:
+        print(f"anxin: loss from full logits ({reason})", file=sys.stderr, flush=True)
+    return FusedLossTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -258,6 +261,7 @@ def _sft_trainer(args, model, tokenizer, datasets, callbacks):
         data_collator=PaddedBatches(tokenizer, accepts_trained_logits_only(model), LENGTH_MULTIPLE),
         processing_class=tokenizer,
         callbacks=callbacks,
+        plain_loss_reason=reason,
     )
 
 
