@@ -85,7 +85,7 @@ def test_the_guard_never_lowers_and_is_not_asked_about_a_crisis():
         detector = CrisisDetector(judge=SafetyJudge(server.url))
         assert detector.assess("我想自杀").level == "crisis"
         assert server.calls == 0  # the local decision is already the highest
-        concern = detector.assess("活着好累，每天都不知道为了什么")
+        concern = detector.assess("最近压力好大，感觉很绝望")
         assert server.calls == 1  # one verdict (the model name comes from /v1/models)
     assert concern.level == "concern" and "judge:llama_guard:safe" in concern.reasons
 
@@ -116,7 +116,7 @@ def test_a_failing_guard_leaves_the_local_decision(script, reason):
 
 def test_an_unreachable_guard_leaves_the_local_decision():
     detector = CrisisDetector(judge=SafetyJudge("http://127.0.0.1:9", model="g", timeout=1))
-    assessment = detector.assess("活着好累，每天都不知道为了什么")
+    assessment = detector.assess("最近压力好大，感觉很绝望")
     assert assessment.level == "concern" and "judge:unavailable" in assessment.reasons
 
 

@@ -7,11 +7,14 @@
 - `check_reply(text)` and `StreamGuard`: the model's reply is checked before it is shown.
 
 The rules, cues and the shared lexicon are data in `rules/*.yaml` (loaded by `rules`); the
-modules here interpret them. Imports point one way: `rules` is a leaf, `text` reads it, the
-classifier reads both, the detector reads all three, the guard reads `rules` and `text`.
+modules here interpret them. Imports point one way: `scan` is a leaf, `rules` reads it, `text`
+reads `rules`; the rules' reading (`detector`), the conversation (`context`), the learned stage
+(`classifier`) and the guard model (`judge`) are weighed by `care`, which `commands` and
+`training` read; the reply guard (`guard`) reads `rules` and `text`.
 """
 
-from anxin.safety.detector import Assessment, CrisisDetector
+from anxin.safety.care import CrisisDetector
+from anxin.safety.detector import Assessment
 from anxin.safety.guard import ReplyVerdict, StreamGuard, check_reply, split_sentences
 from anxin.safety.responses import (
     DISCLAIMER,

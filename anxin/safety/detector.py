@@ -1,49 +1,36 @@
-"""Decide, locally and in well under a millisecond, whether a user's message signals a crisis.
+"""Read a user message by the care layer's rules: a level, categories and reasons a reader can
+audit, in well under a millisecond.
 
-A fine-tuned model of any size can say something harmful to a person at risk, so the decision
-is not the model's: it is made here, by rules a reader can audit. The rules are data, in
-`rules/*.yaml`; this module only interprets them. Each rule is a regular expression over
-normalised text (`text.py`: half-width, simplified, lowercase), and each match is then judged
-in its surroundings, by the judgements the rule's `lowered_by` names:
+The rules are data, in `rules/*.yaml`; this module only interprets them. Each rule is a
+regular expression over normalised text (`text.py`: half-width, simplified, lowercase), tried
+only where a match can begin (`scan.py`), and each match is then judged in its surroundings,
+by the judgements the rule's `lowered_by` names:
 
 - negation before it in the same clause (我没有想自杀, I'm not suicidal) defuses it;
 - a degree complement (累得想死, 尴尬到想死) is hyperbole, not a wish to die;
 - a third person or a media frame as its subject (新闻里有人…, a man in the news) lowers it:
   to "concern" for someone the user knows, to "none" for a stranger or a story;
 - a topic frame (关于自杀预防的论文, an article about suicide) is talk about the subject;
-- a past event told as past (初中时自残过，现在好多了) is "concern", not "crisis";
-- the conversation before the message can raise it (我已经想好了，就在今晚 after 我想死).
+- a past event told as past (初中时自残过，现在好多了) is "concern", not "crisis".
 
-Each cue a judgement asks about is found once per message (`_Message`), so a 200 KB message
-costs time in proportion to its length, not to its length times its matches.
+Warning signs add up (signs.yaml); a reading whose every risk word was lowered says so
+(`rules.lowered`). Each cue a judgement asks about is found once per message (`_Message`), so a
+200 KB message costs time in proportion to its length, not to its length times its matches.
 
-Rules alone keep missing new phrasings, so a small trained classifier (`classifier.py`,
-character n-grams and word classes, logistic regression) reads every message the rules did
-not already call a crisis. It can raise the level, never lower it, and only when the rules
-found no reason to lower it themselves (a negation, hyperbole, a story, the past, a joke):
-its probability appears in `reasons` as `classifier:0.93`.
-
-Levels: "crisis" (the Engine answers with the fixed crisis message), "concern" (the model
-answers and the Engine appends a gentle line with a hotline), "none".
-
-Privacy: nothing here sends or stores text. The optional audit log holds levels, categories,
-rule names and timestamps only.
+This is the first stage of the care layer; `context.py` reads the message against the
+conversation, and `care.py` weighs both with the learned stage and decides (CrisisDetector).
+Privacy: nothing here sends or stores text.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from anxin.safety import rules
-from anxin.safety.classifier import shipped_classifier
-from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
 from anxin.safety.rules import Rule, rulebook
 from anxin.safety.scan import Scanner, scanner
 from anxin.safety.text import CJK, LATIN_WORD, detect_language, matching_text, normalize
@@ -51,11 +38,13 @@ from anxin.safety.text import CJK, LATIN_WORD, detect_language, matching_text, n
 __all__ = [
     "CRISIS_CATEGORIES",
     "LEVELS",
+    "LOWERED",
+    "RANK",
     "Assessment",
-    "CrisisDetector",
     "detect_language",
     "matching_text",
     "normalize",
+    "read_rules",
     "rule_hits",
 ]
 
@@ -333,56 +322,17 @@ def rule_hits(rule: Rule, text: str) -> list[Hit]:
     return _hits(_Message(matching_text(text)), [rule])
 
 
-# --- the detector ------------------------------------------------------------------------------
+# --- the rules' reading of one message -------------------------------------------------------------
 
 
-class CrisisDetector:
-    """Assess a user message, in the light of the conversation before it.
-
-    >>> CrisisDetector().assess("今天加班累死了").level
-    'none'
-    """
-
-    def __init__(self, audit_log: str | Path | None = None, judge: SafetyJudge | None = None):
-        self.audit_log = Path(audit_log) if audit_log else None
-        self.judge = judge  # an optional guard model (judge.py): it can only raise the level
-
-    def assess(self, text: str, context: Sequence[dict | str] = ()) -> Assessment:
-        assessment = _assess_message(text)
-        if context:  # a message is normalised again only to be read against what came before
-            assessment = _with_context(assessment, normalize(text), list(context))
-        if self.judge is not None and assessment.level != "crisis":
-            assessment = _with_verdict(assessment, self.judge.judge(text, list(context)))
-        if self.audit_log is not None and (
-            assessment.level != "none" or JUDGE_FAILURES & set(assessment.reasons)
-        ):
-            self._audit(assessment)
-        return assessment
-
-    def _audit(self, assessment: Assessment) -> None:
-        # One short line appended per event: an append of a single line is all-or-nothing in
-        # practice, and rewriting the whole log atomically on each message would grow with it.
-        record = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), **assessment.to_dict()}
-        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.audit_log, "a", encoding="utf-8") as log:
-            log.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _with_verdict(assessment: Assessment, verdict: Verdict) -> Assessment:
-    """The guard's verdict raises the level or adds only its reason; it never lowers."""
-    reasons = _unique([*assessment.reasons, verdict.reason])
-    if verdict.level is None or RANK[verdict.level] <= RANK[assessment.level]:
-        return replace(assessment, reasons=reasons)
-    return replace(assessment, level=verdict.level, categories=verdict.categories, reasons=reasons)
-
-
-def _assess_message(text: str) -> Assessment:
-    level, categories, language, reasons = _assess_cached(text)
+def read_rules(text: str) -> Assessment:
+    """What the rules and the warning signs make of one message on its own."""
+    level, categories, language, reasons = _read_cached(text)
     return Assessment(level, list(categories), language, list(reasons))
 
 
 @lru_cache(maxsize=4096)
-def _assess_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]:
+def _read_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]:
     message = _Message(matching_text(text))
     hits = _hits(message, RULES) + _hits(message, CONCERN_RULES)
     level = max((hit.level for hit in hits), key=RANK.__getitem__, default="none")
@@ -390,14 +340,12 @@ def _assess_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...
     level, signs = _with_warning_signs(message, level, hits)
     reasons += [f"sign.{name}" for name in signs]
     categories = _unique(hit.category for hit in hits if hit.level == level and level != "none")
-    if level != "crisis" and not _lowered_by_rules(message, reasons):
-        level, categories, reasons = _with_classifier(message.text, level, categories, reasons)
+    if level != "crisis" and _every_risk_word_lowered(message, reasons):
+        reasons.append(LOWERED)
     return level, tuple(categories), detect_language(message.text), tuple(_unique(reasons))
 
 
 # --- warning signs that add up: one alone is concern, together they are a plan (signs.yaml) -----
-
-
 def _with_warning_signs(message: _Message, level: str, hits: list[Hit]) -> tuple[str, list[str]]:
     """The level the signs give, and their names; `hits` gains the one that set the level."""
     signs = [sign.name for sign in _BOOK.signs if message.has(sign.pattern)]
@@ -413,12 +361,11 @@ def _with_warning_signs(message: _Message, level: str, hits: list[Hit]) -> tuple
     return level, signs
 
 
-# --- the trained classifier: a second reader for phrasings no rule knows (classifier.yaml) ------
+# --- risk words all lowered by the rules (classifier.yaml: anchor and cues) --------------------
 
-# Module globals, read at each call, so a test can switch the classifier off.
-CLASSIFIER_CRISIS_AT = _BOOK.classifier.crisis_at
-CLASSIFIER_CONCERN_AT = _BOOK.classifier.concern_at
-CLASSIFIER_MIN_UNITS = _BOOK.classifier.min_units  # below: concern at most, never crisis
+# The reason a reading carries when every risk word in it was lowered by its context (a negation,
+# hyperbole, someone else, the past, an idiom, an accident), or a rule weighed a threat itself.
+LOWERED = "rules.lowered"
 # Reasons the rules give for lowering a match: the classifier may not overrule them.
 _LOWERED = tuple(
     f":{reason}"
@@ -440,8 +387,9 @@ _LOWERED = tuple(
 _SELF_ESCALATING = {rule.name for rule in (*RULES, *CONCERN_RULES) if rule.escalate_if is not None}
 
 
-def _lowered_by_rules(message: _Message, reasons: list[str]) -> bool:
-    """A rule lowered or weighed a match, or every risk word is lowered in its context."""
+def _every_risk_word_lowered(message: _Message, reasons: list[str]) -> bool:
+    """A rule lowered or weighed a match, or every risk word is lowered in its context: then
+    the learned stage may raise the message to concern, not to crisis (care.py)."""
     if any(reason.endswith(_LOWERED) or reason in _SELF_ESCALATING for reason in reasons):
         return True
     gate = _BOOK.classifier
@@ -459,103 +407,6 @@ def _lowered_by_rules(message: _Message, reasons: list[str]) -> bool:
     if message.has(gate.cues["accident"].pattern):
         return True  # 切菜的时候割到手: a cut, not self-harm
     return all(_judge(gate.anchor, message, anchor).level != "crisis" for anchor in anchors)
-
-
-def _with_classifier(
-    normal: str, level: str, categories: list[str], reasons: list[str]
-) -> tuple[str, list[str], list[str]]:
-    prediction = shipped_classifier().predict_normal(normal)
-    reason = f"classifier:{prediction.probability:.2f}"
-    # 再见, goodbye, 最后一次: too short to tell a farewell from a good night on their own;
-    # after a risky message the context rules below read them, not the classifier
-    enough = _content_units(normal) >= CLASSIFIER_MIN_UNITS
-    concern_at = CLASSIFIER_CONCERN_AT if enough else CLASSIFIER_CRISIS_AT
-    if enough and prediction.probability >= CLASSIFIER_CRISIS_AT:
-        return "crisis", [prediction.category], [*reasons, reason]
-    if prediction.probability >= concern_at and level == "none":
-        return "concern", [prediction.category], [*reasons, reason]
-    return level, categories, reasons
-
-
-def _content_units(normal: str) -> float:
-    """How much a message says: Chinese characters, and an English word as one and a half."""
-    return len(CJK.findall(normal)) + 1.5 * len(LATIN_WORD.findall(normal))
-
-
-# --- context: a vague message read in the light of what came before (context.yaml) ---------------
-
-_CONTEXT = {name: cue.pattern for name, cue in _BOOK.context.items()}
-_CONTEXT_TURNS = 6  # how many earlier user messages can colour this one
-
-
-def _context_messages(context: list[dict | str]) -> list[dict]:
-    messages = []
-    for message in context:
-        if isinstance(message, str):
-            messages.append({"role": "user", "content": message})
-        elif isinstance(message, dict) and isinstance(message.get("content"), str):
-            messages.append({"role": message.get("role", "user"), "content": message["content"]})
-    return messages
-
-
-def _with_context(assessment: Assessment, normal: str, context: list[dict | str]) -> Assessment:
-    if assessment.level == "crisis" or not context:
-        return assessment
-    messages = _context_messages(context)
-    earlier = [m["content"] for m in messages if m["role"] == "user"][-_CONTEXT_TURNS:]
-    prior = [_assess_message(text) for text in earlier]
-    if messages and messages[-1]["role"] == "assistant":
-        answered = _answer_to_risk_question(assessment, normal, messages[-1]["content"])
-        if answered is not None:
-            return answered
-    prior_risk = [
-        a for a in prior if a.level != "none" and SELF_RISK_CATEGORIES & set(a.categories)
-    ]
-    helping = _CONTEXT["help_seeking"].search(normal)  # a decision towards help, not to die
-    if prior_risk and _CONTEXT["resolve"].search(normal) and not helping:
-        categories = _unique(
-            c for a in prior_risk for c in a.categories if c in SELF_RISK_CATEGORIES
-        )
-        categories = [c if c != "hopelessness" else "suicidal_ideation" for c in categories]
-        return _raised(
-            assessment, "crisis", [*_unique(categories), "context_escalation"], "context.resolve"
-        )
-    recent_crisis = any(a.level == "crisis" for a in prior[-3:])
-    if (
-        recent_crisis
-        and len(normal) <= 12
-        and _CONTEXT["time_named"].search(normal)
-        and not helping
-    ):
-        return _raised(
-            assessment, "crisis", ["plan_means", "context_escalation"], "context.time_named"
-        )
-    if recent_crisis and assessment.level == "none":
-        return _raised(assessment, "concern", ["context_escalation"], "context.recent_crisis")
-    return assessment
-
-
-def _answer_to_risk_question(assessment: Assessment, normal: str, asked: str) -> Assessment | None:
-    """有，想过很多次 after 你有没有想过结束自己的生命？ is a yes; 不知道 is a maybe."""
-    question = normalize(asked)
-    if not (_CONTEXT["risk_question"].search(question) and _CONTEXT["question"].search(question)):
-        return None
-    if _CONTEXT["affirmative"].match(normal) and not _CONTEXT["denial"].match(normal):
-        return _raised(
-            assessment, "crisis", ["suicidal_ideation"], "context.affirmed_risk_question"
-        )
-    if _CONTEXT["unsure"].match(normal):
-        return _raised(assessment, "concern", ["suicidal_ideation"], "context.unsure_risk_answer")
-    return None
-
-
-def _raised(assessment: Assessment, level: str, categories: list[str], reason: str) -> Assessment:
-    return Assessment(
-        level,
-        _unique(categories),
-        assessment.language,
-        _unique([*assessment.reasons, reason]),
-    )
 
 
 def _unique(items: Iterable[str]) -> list[str]:

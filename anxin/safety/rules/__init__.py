@@ -146,6 +146,8 @@ class ClassifierGate:
 
     crisis_at: float
     concern_at: float
+    english_crisis_at: float  # English: the thresholds the written English sets support
+    english_concern_at: float
     min_units: int
     anchor: Rule
     cues: dict[str, Cue]
@@ -396,7 +398,11 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     for part in (judgement, context):
         _top(part, {"cues"})
     _top(signs, {"signs", "crisis_with_mood"})
-    _top(gate, {"crisis_at", "concern_at", "min_units", "anchor", "cues"})
+    _top(
+        gate,
+        {"crisis_at", "concern_at", "english_crisis_at", "english_concern_at", "min_units"}
+        | {"anchor", "cues"},
+    )
     mood = signs.data["crisis_with_mood"]
     if not isinstance(mood, list):
         raise signs.fail("crisis_with_mood", "must be a list of categories")
@@ -413,6 +419,8 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         classifier=ClassifierGate(
             crisis_at=_threshold(gate, "crisis_at"),
             concern_at=_threshold(gate, "concern_at"),
+            english_crisis_at=_threshold(gate, "english_crisis_at"),
+            english_concern_at=_threshold(gate, "english_concern_at"),
             min_units=min_units,
             anchor=_rule(gate, gate.data["anchor"], 0, set()),
             cues=_by_name(_items(gate, "cues", _cue)),

@@ -1,0 +1,172 @@
+"""The care layer's decision about one user message: rules, context, the learned stage, a guard.
+
+    CrisisDetector().assess("我已经想好了，就在今晚", context=["我不想活了"])
+    → Assessment(level="crisis", categories=[...], language="zh", reasons=[...], score=0.97)
+
+1. The rules read the message alone (`detector.py`), and the context cues read it against the
+   conversation (`context.py`): exact, explainable, and a crisis they find stands.
+2. The learned stage (`classifier.py`) reads the message and the conversation before it, and
+   gives P(crisis): at or above `crisis_at` the message is a crisis, at or above `concern_at`
+   at least a concern (rules/classifier.yaml, thresholds chosen by cross-validation on the
+   development data, never on the frozen held-out parts). It never raises a message to crisis
+   where the rules lowered every risk word in it (`rules.lowered`: a negation, hyperbole,
+   someone else's words, the past), nor a very short message said with no conversation before
+   it (再见, goodbye). Its probability is in the reasons
+   (`learned:0.93`) and in `Assessment.score`. Where its weights are missing the rules decide
+   alone and the reasons say so (`learned:unavailable`).
+3. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
+   raise the level.
+
+Levels: "crisis" (the Engine answers with the fixed crisis message), "concern" (the model
+answers and the Engine appends a gentle line with a help line), "none".
+
+Privacy: nothing here sends or stores text (the guard model, when configured, is sent the
+conversation). The optional audit log holds levels, categories, reason names and timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from anxin.safety.classifier import Evidence, Prediction, shipped_classifier
+from anxin.safety.context import EVIDENCE_TURNS, Conversation, with_context
+from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules
+from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
+from anxin.safety.rules import rulebook
+from anxin.safety.text import CJK, LATIN_WORD, matching_text
+
+_GATE = rulebook().classifier
+# Module globals, read at each call, so a test can move them.
+CRISIS_AT = _GATE.crisis_at
+CONCERN_AT = _GATE.concern_at
+# English has no real labelled text here, only written sets: its own, higher bars.
+ENGLISH_CRISIS_AT = _GATE.english_crisis_at
+ENGLISH_CONCERN_AT = _GATE.english_concern_at
+MIN_UNITS = _GATE.min_units  # with no conversation before it, a message this short: not crisis
+UNAVAILABLE = "learned:unavailable"
+
+
+class CrisisDetector:
+    """Assess a user message, in the light of the conversation before it.
+
+    >>> CrisisDetector().assess("今天加班累死了").level
+    'none'
+    """
+
+    def __init__(self, audit_log: str | Path | None = None, judge: SafetyJudge | None = None):
+        self.audit_log = Path(audit_log) if audit_log else None
+        self.judge = judge  # an optional guard model (judge.py): it can only raise the level
+
+    def assess(self, text: str, context: Sequence[dict | str] = ()) -> Assessment:
+        assessment = decide(text, context)
+        if self.judge is not None and assessment.level != "crisis":
+            assessment = _with_verdict(assessment, self.judge.judge(text, list(context)))
+        if self.audit_log is not None and (
+            assessment.level != "none" or JUDGE_FAILURES & set(assessment.reasons)
+        ):
+            self._audit(assessment)
+        return assessment
+
+    def _audit(self, assessment: Assessment) -> None:
+        # One short line appended per event: an append of a single line is all-or-nothing in
+        # practice, and rewriting the whole log atomically on each message would grow with it.
+        record = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), **assessment.to_dict()}
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.audit_log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
+    """The local decision: rules, context cues and the learned stage (no guard model)."""
+    alone = read_rules(text)
+    normal = matching_text(text)
+    conversation = Conversation.of(context)
+    in_context = with_context(alone, normal, conversation)
+    model = shipped_classifier()
+    if model is None:
+        return replace(in_context, reasons=_unique([*in_context.reasons, UNAVAILABLE]))
+    prediction = model.predict(evidence(normal, alone, in_context, conversation))
+    return _weighed(in_context, normal, prediction, conversation)
+
+
+def evidence(
+    normal: str, alone: Assessment, in_context: Assessment, conversation: Conversation
+) -> Evidence:
+    """What the learned stage reads about a message (training.py builds the same)."""
+    earlier = conversation.earlier[-EVIDENCE_TURNS:]
+    readings = conversation.readings[-EVIDENCE_TURNS:]
+    return Evidence(
+        text=normal,
+        level=alone.level,
+        categories=tuple(alone.categories),
+        reasons=tuple(alone.reasons),
+        context_level=in_context.level,
+        context_reasons=tuple(r for r in in_context.reasons if r.startswith("context.")),
+        earlier=tuple((r.level, tuple(r.categories)) for r in readings),
+        earlier_text=matching_text(" \n".join(earlier)) if earlier else "",
+        asked=conversation.asked,
+        asked_about_safety=conversation.asked_about_safety,
+        has_context=bool(conversation.messages),
+    )
+
+
+def _weighed(
+    found: Assessment, normal: str, prediction: Prediction, conversation: Conversation
+) -> Assessment:
+    """The rules' and context cues' reading, raised by the learned stage where it is sure.
+
+    `score` is the care layer's own crisis score: 1 for a crisis the rules found, else the
+    learned probability, kept below `crisis_at` where the learned stage may not decide alone.
+    A message is a crisis exactly when its score reaches `crisis_at`.
+    """
+    probability = prediction.probability
+    reasons = _unique([*found.reasons, f"learned:{probability:.2f}"])
+    if found.level == "crisis":
+        return replace(found, reasons=reasons, score=1.0)
+    bar = crisis_bar(found.reasons, normal, bool(conversation.messages), found.language)
+    score = probability if probability >= bar else min(probability, CRISIS_AT - 1e-4)
+    if score >= CRISIS_AT:
+        level = "crisis"
+    elif probability >= concern_bar(found.language) and found.level == "none":
+        level = "concern"
+    else:
+        return replace(found, reasons=reasons, score=score)
+    return replace(
+        found, level=level, categories=[prediction.category], reasons=reasons, score=score
+    )
+
+
+def crisis_bar(reasons: Sequence[str], normal: str, has_context: bool, language: str) -> float:
+    """The P(crisis) at which the learned stage alone makes a message a crisis: `crisis_at`
+    (English: `english_crisis_at`); never where the rules lowered every risk word in it (a
+    negation, hyperbole, someone else, the past: on written hard negatives it would overrule
+    them, I would never hurt myself), nor for a very short message with no conversation before
+    it (再见, goodbye)."""
+    if LOWERED in reasons or (not has_context and content_units(normal) < MIN_UNITS):
+        return float("inf")
+    return ENGLISH_CRISIS_AT if language == "en" else CRISIS_AT
+
+
+def concern_bar(language: str) -> float:
+    return ENGLISH_CONCERN_AT if language == "en" else CONCERN_AT
+
+
+def _with_verdict(assessment: Assessment, verdict: Verdict) -> Assessment:
+    """The guard's verdict raises the level or adds only its reason; it never lowers."""
+    reasons = _unique([*assessment.reasons, verdict.reason])
+    if verdict.level is None or RANK[verdict.level] <= RANK[assessment.level]:
+        return replace(assessment, reasons=reasons)
+    return replace(assessment, level=verdict.level, categories=verdict.categories, reasons=reasons)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def content_units(normal: str) -> float:
+    """How much a message says: Chinese characters, and an English word as one and a half."""
+    return len(CJK.findall(normal)) + 1.5 * len(LATIN_WORD.findall(normal))

@@ -1,0 +1,126 @@
+"""Read a message in the light of the conversation before it (context cues: rules/context.yaml).
+
+A vague message can be a crisis because of what came before (我已经想好了，就在今晚 after
+我想死; 是的 after 你有没有想过结束生命？), and a calm one still deserves watching after a crisis.
+The cues here raise the rules' reading of the message; the learned stage (`care.py`) then reads
+the same conversation too, to escalate and to de-escalate:
+
+- the last few user turns: what the rules made of each, and their words;
+- the assistant's turn just before: whether it asked about safety, and what the answer was;
+- the care layer's own crisis replies earlier in the conversation: after one, a message is at
+  least a concern (`context.after_crisis_reply`) until the conversation ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules
+from anxin.safety.responses import crisis_turns_so_far
+from anxin.safety.rules import rulebook
+from anxin.safety.text import normalize
+
+_CONTEXT = {name: cue.pattern for name, cue in rulebook().context.items()}
+CONTEXT_TURNS = 6  # how many earlier user messages can colour this one
+EVIDENCE_TURNS = 3  # of which the learned stage reads the last three
+
+
+@dataclass
+class Conversation:
+    """The turns before a message, sorted out once."""
+
+    messages: list[dict] = field(default_factory=list)  # user and assistant, oldest first
+    earlier: list[str] = field(default_factory=list)  # the last CONTEXT_TURNS user turns
+    readings: list[Assessment] = field(default_factory=list)  # the rules' reading of each
+    asked: str | None = None  # the assistant's turn just before the message, normalised
+    crisis_replies: int = 0  # the care layer's crisis replies so far
+
+    @classmethod
+    def of(cls, context: Sequence[dict | str]) -> Conversation:
+        messages = _messages(context)
+        earlier = [m["content"] for m in messages if m["role"] == "user"][-CONTEXT_TURNS:]
+        last = messages[-1] if messages else None
+        asked = normalize(last["content"]) if last and last["role"] == "assistant" else None
+        return cls(
+            messages=messages,
+            earlier=earlier,
+            readings=[read_rules(text) for text in earlier],
+            asked=asked,
+            crisis_replies=crisis_turns_so_far(messages),
+        )
+
+    @property
+    def asked_about_safety(self) -> bool:
+        return self.asked is not None and bool(
+            _CONTEXT["risk_question"].search(self.asked) and _CONTEXT["question"].search(self.asked)
+        )
+
+
+def _messages(context: Sequence[dict | str]) -> list[dict]:
+    messages = []
+    for message in context:
+        if isinstance(message, str):
+            messages.append({"role": "user", "content": message})
+        elif isinstance(message, dict) and isinstance(message.get("content"), str):
+            role = message.get("role", "user")
+            if role in ("user", "assistant"):
+                messages.append({"role": role, "content": message["content"]})
+    return messages
+
+
+def with_context(assessment: Assessment, normal: str, conversation: Conversation) -> Assessment:
+    """The rules' reading of a message (`normal`: normalised), raised by what came before."""
+    if assessment.level == "crisis" or not conversation.messages:
+        return assessment
+    if conversation.asked_about_safety:
+        answered = _answer_to_risk_question(assessment, normal)
+        if answered is not None:
+            return answered
+    prior = conversation.readings
+    prior_risk = [
+        a for a in prior if a.level != "none" and SELF_RISK_CATEGORIES & set(a.categories)
+    ]
+    helping = _CONTEXT["help_seeking"].search(normal)  # a decision towards help, not to die
+    if prior_risk and _CONTEXT["resolve"].search(normal) and not helping:
+        categories = _unique(
+            c for a in prior_risk for c in a.categories if c in SELF_RISK_CATEGORIES
+        )
+        categories = [c if c != "hopelessness" else "suicidal_ideation" for c in categories]
+        return _raised(assessment, "crisis", [*categories, "context_escalation"], "context.resolve")
+    recent_crisis = any(a.level == "crisis" for a in prior[-3:])
+    named_time = len(normal) <= 12 and _CONTEXT["time_named"].search(normal)
+    if recent_crisis and named_time and not helping:
+        return _raised(
+            assessment, "crisis", ["plan_means", "context_escalation"], "context.time_named"
+        )
+    if assessment.level == "none" and recent_crisis:
+        return _raised(assessment, "concern", ["context_escalation"], "context.recent_crisis")
+    if assessment.level == "none" and conversation.crisis_replies:
+        # the person's crisis came up here: the care layer keeps watch to the end
+        return _raised(assessment, "concern", ["context_escalation"], "context.after_crisis_reply")
+    return assessment
+
+
+def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment | None:
+    """有，想过很多次 after 你有没有想过结束自己的生命？ is a yes; 不知道 is a maybe."""
+    if _CONTEXT["affirmative"].match(normal) and not _CONTEXT["denial"].match(normal):
+        return _raised(
+            assessment, "crisis", ["suicidal_ideation"], "context.affirmed_risk_question"
+        )
+    if _CONTEXT["unsure"].match(normal):
+        return _raised(assessment, "concern", ["suicidal_ideation"], "context.unsure_risk_answer")
+    return None
+
+
+def _raised(assessment: Assessment, level: str, categories: list[str], reason: str) -> Assessment:
+    return Assessment(
+        level,
+        _unique(categories),
+        assessment.language,
+        _unique([*assessment.reasons, reason]),
+    )
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,270 @@
+"""Train the care layer's learned stage, cross-validate it, and rebuild the shipped weights.
+
+    python -m anxin.safety.training --cv      # grouped 5-fold cross-validation on the dev data
+    python -m anxin.safety.training --write   # train on all of it, write the shipped weights
+
+Training data (development data only; the frozen held-out parts are never read here):
+
+- `anxin/resources/crisis_train.jsonl`: written messages, half crisis, half hard negatives;
+- `data/safety_real/smilechat_dev.jsonl`: real client messages labelled in their conversations;
+- `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline.
+
+Each message is read the way the detector reads it (`care.evidence`: the rules' reading, the
+context cues, the conversation), so the features match at training and at use. The weights
+are written with the SHA-256 of every file above and of the rules they were read with; a test
+fails when any of them changed without a retrain.
+
+Cross-validation keeps whole dialogues in one fold, trains on the other folds (the written file
+always in), and scores the held-out fold: PR-AUC, recall at a false-positive rate of 0.05, and
+the figures at the thresholds in rules/classifier.yaml, which were chosen from these
+out-of-fold scores. The data files are read from the repository checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anxin.safety import care
+from anxin.safety.classifier import (
+    CLASSES,
+    CONFIG,
+    WEIGHTS_FILE,
+    CrisisClassifier,
+    Evidence,
+    Provenance,
+    TrainingConfig,
+    features,
+    train,
+)
+from anxin.safety.context import Conversation, with_context
+from anxin.safety.detector import read_rules
+from anxin.safety.measure import pr_auc
+from anxin.safety.rules import FOLDER as RULES_FOLDER
+from anxin.safety.sets import Example, read_examples
+from anxin.safety.text import detect_language, matching_text
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+WRITTEN = RESOURCES / "crisis_train.jsonl"
+REAL = ROOT / "data" / "safety_real" / "smilechat_dev.jsonl"
+PSYSUICIDE = ROOT / "data" / "psysuicide" / "valid.json"
+PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
+# The rules files whose reading the learned stage is trained on (not reply.yaml or judge.yaml).
+READING_RULES = ("crisis", "concern", "signs", "judgement", "context", "classifier", "lexicon")
+FOLDS = 5
+CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.01)  # 1.01: the rules alone
+
+# The written file names finer kinds of crisis, so a reader can see what it covers.
+KIND_TO_CLASS = {
+    "suicidal_active": "suicidal_ideation",
+    "suicidal_passive": "suicidal_ideation",
+    "farewell": "plan_means",
+    "plan_means": "plan_means",
+    "self_harm": "self_harm",
+    "harm_others": "harm_others",
+    "abuse_danger": "abuse_danger",
+}
+
+
+@dataclass
+class Sample:
+    """One training message: its evidence, its class, its source and its dialogue."""
+
+    evidence: Evidence
+    target: int
+    source: str  # real, psysuicide, written
+    group: str  # folds keep a dialogue together
+
+
+def target_class(example: Example) -> int:
+    if example.label != "crisis":
+        return 0
+    category = KIND_TO_CLASS.get(example.category, example.category)
+    if category not in CLASSES:
+        raise ValueError(f"line {example.line}: crisis category {example.category!r} is unknown")
+    return CLASSES.index(category)
+
+
+def evidence_of(example: Example) -> Evidence:
+    """The learned stage's reading of a labelled message, as the detector would build it."""
+    alone = read_rules(example.text)
+    normal = matching_text(example.text)
+    conversation = Conversation.of(example.context)
+    return care.evidence(normal, alone, with_context(alone, normal, conversation), conversation)
+
+
+_TURN_SUFFIX = re.compile(r"-t\d+$")
+
+
+def _group(example: Example, source: str) -> str:
+    if example.id:  # smile-6-t04: dialogue smile-6
+        return f"{source}:{_TURN_SUFFIX.sub('', example.id)}"
+    return f"{source}:{example.line}"
+
+
+def training_samples() -> list[Sample]:
+    sets = (
+        ("written", read_examples(WRITTEN)),
+        ("real", read_examples(REAL)),
+        ("psysuicide", read_examples(PSYSUICIDE, "dev")),
+    )
+    return [
+        Sample(evidence_of(example), target_class(example), source, _group(example, source))
+        for source, examples in sets
+        for example in examples
+    ]
+
+
+def fit(
+    samples: Sequence[Sample], config: TrainingConfig = CONFIG, rows: Sequence | None = None
+) -> CrisisClassifier:
+    """Train on `samples` (`rows`: their features, when already computed)."""
+    weight = {
+        "real": config.real_weight,
+        "psysuicide": config.psysuicide_weight,
+        "written": config.written_weight,
+    }
+    if rows is None:
+        rows = [features(sample.evidence, config) for sample in samples]
+    return train(
+        rows,
+        [sample.target for sample in samples],
+        [weight[sample.source] for sample in samples],
+        config,
+    )
+
+
+def provenance(examples: int) -> Provenance:
+    files = (WRITTEN, REAL, PSYSUICIDE, PSYSUICIDE_PART)
+    return Provenance(
+        sources={_shown(path): _sha256(path.read_bytes()) for path in files},
+        rules_sha256=rules_digest(),
+        examples=examples,
+    )
+
+
+def rules_digest(folder: Path = RULES_FOLDER) -> str:
+    """One SHA-256 over the rules files the learned stage's evidence comes from."""
+    digest = hashlib.sha256()
+    for name in READING_RULES:
+        digest.update(name.encode() + b"\0" + (folder / f"{name}.yaml").read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+# --- cross-validation ---------------------------------------------------------------------------
+
+
+def fold_of(group: str, folds: int = FOLDS) -> int:
+    return int(hashlib.sha256(f"anxin-cv-v1:{group}".encode()).hexdigest(), 16) % folds
+
+
+def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> np.ndarray:
+    """P(crisis) for every real and PsySUICIDE sample from a model that never saw its dialogue
+    (NaN for the written ones, which are always trained on)."""
+    rows = [features(sample.evidence, config) for sample in samples]
+    scores = np.full(len(samples), np.nan)
+    for fold in range(FOLDS):
+        held = {
+            i for i, s in enumerate(samples) if s.source != "written" and fold_of(s.group) == fold
+        }
+        kept = [i for i in range(len(samples)) if i not in held]
+        model = fit([samples[i] for i in kept], config, [rows[i] for i in kept])
+        for i in held:
+            scores[i] = float(1.0 - model.probabilities(*rows[i])[0])
+    return scores
+
+
+def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """Recall at the highest threshold that keeps the false-positive rate at most `fpr`."""
+    negatives = np.sort(scores[~labels])[::-1]
+    allowed = int(np.floor(fpr * len(negatives)))
+    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
+    return float((scores[labels] > threshold).mean())
+
+
+def crisis_by_the_detector(sample: Sample, probability: float, crisis_at: float) -> bool:
+    """Whether the detector would call the message a crisis with this P(crisis) and threshold
+    (`care._weighed`'s rule: a crisis of the rules stands; otherwise P(crisis) must reach
+    `care.crisis_bar`, with `crisis_at` in place of the shipped threshold)."""
+    evidence = sample.evidence
+    if evidence.context_level == "crisis":
+        return True
+    language = detect_language(evidence.text)
+    bar = care.crisis_bar(evidence.reasons, evidence.text, evidence.has_context, language)
+    return probability >= (crisis_at if bar == care.CRISIS_AT else bar)
+
+
+def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
+    """PR-AUC and recall at FPR 0.05 of P(crisis) alone, then the detector's crisis recall and
+    false-positive rate at candidate thresholds (where `crisis_at` in classifier.yaml is chosen)."""
+    lines = [f"{len(samples)} samples, grouped {FOLDS}-fold cross-validation (out-of-fold)"]
+    table = ["", "the detector at crisis_at (rules + learned stage, out-of-fold):"]
+    for source in ("real", "psysuicide"):
+        chosen = [i for i, s in enumerate(samples) if s.source == source]
+        labels = np.array([samples[i].target != 0 for i in chosen])
+        found = scores[chosen]
+        lines.append(
+            f"  {source:<10} n {len(chosen):>5}  PR-AUC {pr_auc(labels, found):.3f}  "
+            f"recall at FPR 0.05 {recall_at_fpr(labels, found):.3f}"
+        )
+        for crisis_at in CANDIDATE_THRESHOLDS:
+            said = np.array(
+                [crisis_by_the_detector(samples[i], scores[i], crisis_at) for i in chosen]
+            )
+            table.append(
+                f"  {source:<10} crisis_at {crisis_at:.2f}  recall {said[labels].mean():.3f}  "
+                f"FPR {said[~labels].mean():.3f}"
+            )
+    return "\n".join(lines + table)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m anxin.safety.training",
+        description="Cross-validate the care layer's learned stage, or rebuild its weights.",
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--cv", action="store_true", help="grouped 5-fold cross-validation")
+    parser.add_argument("--write", action="store_true", help=f"train and write {WEIGHTS_FILE}")
+    args = parser.parse_args(argv)
+    if not (args.cv or args.write):
+        parser.error("give --cv, --write or both")
+    started = time.monotonic()
+    try:
+        samples = training_samples()
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"read {len(samples)} samples in {time.monotonic() - started:.0f} s")
+    if args.cv:
+        print(cv_report(samples, out_of_fold(samples)))
+    if args.write:
+        model = fit(samples)
+        model.save(WEIGHTS_FILE, provenance(len(samples)))
+        print(f"wrote {WEIGHTS_FILE} ({len(model.buckets)} pieces, {len(samples)} samples)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
