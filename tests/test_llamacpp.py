@@ -89,9 +89,7 @@ def backends(tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:  # the GGUF export is cached here, once
         patch.setenv("ANXIN_HOME", str(tmp_path_factory.mktemp("home")))
         cpp = LlamaCppBackend.from_model(str(tiny_model_dir), dtype="f32", n_ctx=1024, n_threads=2)
-    hf = TransformersBackend.from_pretrained(
-        str(tiny_model_dir), None, "cpu", "float32", None, False
-    )
+    hf = TransformersBackend.from_pretrained(str(tiny_model_dir), device="cpu", dtype="float32")
     yield hf, cpp
     cpp.close()
 

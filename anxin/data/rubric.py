@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anxin.safety import CrisisDetector, check_reply
+from anxin.safety import check_reply
+from anxin.safety.care import rules_in_context
 from anxin.safety.rules import expand
 
 MIN_EXCHANGES, MAX_EXCHANGES = 2, 8
@@ -452,7 +453,6 @@ def check_pairs(records: list, *, rubric: bool = True) -> PairReport:
     With `rubric` False only the shape and the duplicates are checked.
     """
     report = PairReport(rubric=rubric)
-    detector = CrisisDetector()
     names = [
         record_name(r, i) if isinstance(r, dict) else f"record {i + 1}"
         for i, r in enumerate(records)
@@ -468,7 +468,7 @@ def check_pairs(records: list, *, rubric: bool = True) -> PairReport:
             continue
         # The writer's `crisis` topic counts too: like any reader the detector misses some
         # indirect disclosures, and the sample's rule (a crisis dialogue gives a help line) holds.
-        needs_help_line = record["topic"] == "crisis" or history_at_crisis(detector, record)
+        needs_help_line = record["topic"] == "crisis" or history_at_crisis(record)
         report.problems += check_history_replies(name, record["messages"], language)
         chosen, rejected = record["chosen"]["content"], record["rejected"]["content"]
         report.problems += check_chosen(name, chosen, language, needs_help_line)
@@ -551,10 +551,12 @@ def check_reply_message(name: str, key: str, reply: object) -> list[str]:
     return problems
 
 
-def history_at_crisis(detector: CrisisDetector, record: dict) -> bool:
-    """Whether the care layer rates the turn being answered a crisis, in its context."""
+def history_at_crisis(record: dict) -> bool:
+    """Whether the care layer's rules rate the turn being answered a crisis, in its context
+    (not the learned stage: its low threshold also calls some insomnia or panic a crisis, and a
+    written reply is held to what a reader can check)."""
     *earlier, last = record["messages"]
-    return detector.assess(last["content"], context=earlier).level == "crisis"
+    return rules_in_context(last["content"], context=earlier).level == "crisis"
 
 
 def check_chosen(name: str, text: str, language: str, needs_help_line: bool) -> list[str]:

@@ -93,6 +93,12 @@ def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     return _weighed(in_context, normal, prediction, conversation)
 
 
+def rules_in_context(text: str, context: Sequence[dict | str] = ()) -> Assessment:
+    """The rules and context cues alone: exact and explainable, without the learned stage's
+    guesses (the data rubric holds written replies to this)."""
+    return with_context(read_rules(text), matching_text(text), Conversation.of(context))
+
+
 def evidence(
     normal: str, alone: Assessment, in_context: Assessment, conversation: Conversation
 ) -> Evidence:
