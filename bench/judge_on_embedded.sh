@@ -3,6 +3,8 @@
 # `anxin eval --judge` and `anxin eval simulate`. A 135M judge's scores mean nothing: this shows
 # the plumbing end to end, its wall time and its call counts. Needs the SFT demo adapter
 # (saves/smollm2-135m/lora/sft, from `make demo` or configs/smollm2-135m/lora_sft.yaml).
+# The server answers one request at a time, ~20 s per judge answer on two cores: one call at a
+# time with a long timeout (at 4 in flight and the default timeout, calls time out in the queue).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/anxin-judge}
@@ -15,11 +17,13 @@ for _ in $(seq 1 120); do curl -s "http://127.0.0.1:$PORT/health" > /dev/null &&
 URL=http://127.0.0.1:$PORT/v1
 echo "== eval --judge"
 /usr/bin/time -f "wall %e s" .venv/bin/python -m anxin eval --model smollm2 \
-  --adapter saves/smollm2-135m/lora/sft --compare smollm2 \
-  --data saves/smollm2-135m/lora/sft/validation.jsonl --out "$OUT/eval" --max-turns 4 --no-loss \
-  --max-new-tokens 64 --judge "$URL" --judge-model smollm2 --judge-max-tokens 256 --no-progress
+  --adapter saves/smollm2-135m/lora/sft \
+  --data saves/smollm2-135m/lora/sft/validation.jsonl --out "$OUT/eval" --max-turns 2 --no-loss \
+  --max-new-tokens 64 --judge "$URL" --judge-model smollm2 --judge-max-tokens 256 --no-progress \
+  --judge-concurrency 1 --judge-timeout 300 --judge-repeats 0
 echo "== eval simulate"
 /usr/bin/time -f "wall %e s" .venv/bin/python -m anxin eval simulate --client "$URL" --judge "$URL" \
   --judge-model smollm2 --client-model smollm2 --model smollm2 \
-  --adapter saves/smollm2-135m/lora/sft --limit 2 --turns 3 --max-new-tokens 64 \
-  --client-max-tokens 64 --judge-max-tokens 256 --out "$OUT/simulate" --no-progress
+  --adapter saves/smollm2-135m/lora/sft --limit 1 --turns 3 --max-new-tokens 64 \
+  --client-max-tokens 64 --judge-max-tokens 256 --out "$OUT/simulate" --no-progress \
+  --concurrency 1 --timeout 300
