@@ -133,6 +133,8 @@ def coerce(value: Any, type_: Any, key: str) -> Any:
     if type_ is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/off as false (eval_strategy: no)
+            return "yes" if value else "no"
         return str(value)
     if type_ in (dict, typing.Any) or origin is dict:
         return value

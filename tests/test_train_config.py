@@ -123,6 +123,12 @@ def test_llama_factory_spellings_are_accepted():
     assert build("bf16=false").train.bf16 is False
 
 
+def test_a_bare_no_stays_the_word_no():
+    # YAML 1.1 reads `eval_strategy: no` as false; the strategy fields want the word.
+    cfg = build("eval_strategy=no", "save_strategy=no")
+    assert (cfg.eval.eval_strategy, cfg.output.save_strategy) == ("no", "no")
+
+
 def test_help_lists_every_key_with_its_meaning(capsys):
     with pytest.raises(SystemExit) as exited:
         cli_main(["train", "--help"])
