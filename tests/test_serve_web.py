@@ -12,7 +12,8 @@ from test_serve_api import CRISIS, ScriptedBackend
 
 from anxin import safety
 from anxin.engine import Engine
-from anxin.serve.web import Conversations, build_page, hotline_markdown, launch, parse_auth
+from anxin.serve import parse_auth
+from anxin.serve.web import Conversations, build_page, hotline_markdown, launch
 
 REPLY = "I hear you. That sounds really hard. What happened today?"
 CHROMIUM = "/usr/bin/chromium"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 EPILOG = """\
 examples:
@@ -46,23 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from anxin.serve import is_loopback
-    from anxin.serve.web import parse_auth
+    from anxin.serve import page_login
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        auth = parse_auth(args.auth or os.environ.get("ANXIN_WEB_AUTH"))
-    except ValueError as error:
-        print(f"anxin board: error: {error}", file=sys.stderr)
-        return 2
-    if not is_loopback(args.host) and auth is None:
-        print(
-            f"anxin board: error: binding {args.host} opens the board (which runs commands and "
-            "reads files) to other machines; set --auth USER:PASSWORD (or $ANXIN_WEB_AUTH), "
-            "or keep --host 127.0.0.1",
-            file=sys.stderr,
-        )
-        return 2
+    auth = page_login(args.host, args.auth, "the board (which runs commands and reads files)")
     from anxin.board.app import launch_board
 
     launch_board(args.host, args.port, auth, args.language)

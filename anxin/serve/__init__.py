@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 from typing import TYPE_CHECKING
 
+from anxin.errors import ConfigError
 from anxin.generation import SETTING_HELP, GenerationSettings, setting_defaults
 
 if TYPE_CHECKING:
@@ -214,6 +216,27 @@ def http_url(host: str, port: int, path: str = "") -> str:
     """An http URL for a host and port; IPv6 addresses go in brackets ([::1]:8000)."""
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{shown}:{port}{path}"
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("--auth must look like USER:PASSWORD")
+    return user, password
+
+
+def page_login(host: str, auth: str | None, opens: str) -> tuple[str, str] | None:
+    """The login a browser page asks for: --auth, else $ANXIN_WEB_AUTH. Binding beyond this
+    machine without one is refused, because `opens` (what the page can do) would be anyone's."""
+    login = parse_auth(auth or os.environ.get("ANXIN_WEB_AUTH"))
+    if login is None and not is_loopback(host):
+        raise ConfigError(
+            f"binding {host} opens {opens} to other machines; set --auth USER:PASSWORD "
+            "(or $ANXIN_WEB_AUTH), or keep --host 127.0.0.1"
+        )
+    return login
 
 
 def is_loopback(host: str) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from anxin.serve import add_engine_arguments, engine_from_args, http_url, is_loopback
+from anxin.serve import add_engine_arguments, engine_from_args, http_url, page_login
 
 if TYPE_CHECKING:
     from anxin.engine import Engine
@@ -262,29 +262,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     http.add_argument("--queue-size", type=int, default=16, help="visitors allowed to wait")
 
 
-def parse_auth(value: str | None) -> tuple[str, str] | None:
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("--auth must look like USER:PASSWORD")
-    return user, password
-
-
 def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        auth = parse_auth(args.auth or os.environ.get("ANXIN_WEB_AUTH"))
-    except ValueError as error:
-        print(f"anxin web: error: {error}", file=sys.stderr)
-        return 2
-    if not is_loopback(args.host) and auth is None:
-        print(
-            f"anxin web: error: binding {args.host} opens the page to other machines; "
-            "set --auth USER:PASSWORD (or $ANXIN_WEB_AUTH), or keep --host 127.0.0.1",
-            file=sys.stderr,
-        )
-        return 2
+    auth = page_login(args.host, args.auth, "the page")
     engine = engine_from_args(args)
     concurrency = args.concurrency or (16 if args.upstream else 1)
     page = build_page(engine, args.language, concurrency)
