@@ -24,7 +24,6 @@ from anxin.board.labels import text
 from anxin.board.widgets import (
     MARK_FIELD_JS,
     PRIVATE,
-    duration,
     error_carrier,
     field_error,
     job_markdown,
@@ -34,6 +33,7 @@ from anxin.board.widgets import (
 from anxin.config import read_yaml
 from anxin.errors import ConfigError
 from anxin.train.config import TrainConfig
+from anxin.train.progress import duration
 
 CPU_PRESET = "smollm2-135m/lora_sft"
 # As `anxin plot` draws it: the logged loss light, its smoothed line dark (Gradio's plot legend

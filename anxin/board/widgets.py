@@ -111,17 +111,6 @@ def progress_html(fraction: float | None, caption: str) -> str:
     )
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
-
-
 def job_markdown(status: JobStatus, language: str, stopped_hint: str | None = None) -> str:
     """One line on a job: its phase and command, and why it failed if it did."""
     if status.job is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from anxin.train import checkpoints
+from anxin.train.progress import format_line
 
 
 def _wait_for_everyone() -> None:
@@ -188,32 +189,3 @@ class TrainerLog(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def format_line(entry: dict, eta: float | None) -> str:
-    """`step 10/30  loss 2.1340  lr 4.9e-05  163 tok/s  1m10s elapsed  2m20s left`."""
-    parts = [f"step {entry['step']}/{entry['total_steps']}"]
-    if "loss" in entry:
-        parts.append(f"loss {entry['loss']:.4f}")
-    if "eval_loss" in entry:
-        parts.append(f"eval_loss {entry['eval_loss']:.4f}")
-    for key in ("rewards/accuracies", "eval_rewards/accuracies"):
-        if key in entry:
-            parts.append(f"{key.replace('rewards/accuracies', 'reward_acc')} {entry[key]:.2f}")
-    if "lr" in entry:
-        parts.append(f"lr {entry['lr']:.2e}")
-    if "tokens_per_s" in entry:
-        parts.append(f"{entry['tokens_per_s']:.0f} tok/s")
-    parts.append(f"{_duration(entry['elapsed_s'])} elapsed")
-    if eta is not None and "loss" in entry:
-        parts.append(f"{_duration(eta)} left")
-    return "anxin: " + "  ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
