@@ -108,6 +108,7 @@ def load_model(cfg: TrainConfig, model_path: str, precision, procs):
     from transformers import AutoModelForCausalLM
 
     from anxin.train.environment import uses_cuda
+    from anxin.train.lean_mlp import lean_mlps
 
     lora = cfg.method.finetuning_type == "lora"
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
@@ -122,6 +123,7 @@ def load_model(cfg: TrainConfig, model_path: str, precision, procs):
         kwargs["device_map"] = {"": procs.local_rank}
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False  # the KV cache only helps generation
+    lean_mlps(model)  # a third less MLP activation kept for backward, same numbers
     if lora and precision.mode == "bf16" and kwargs["dtype"] == torch.float32:
         frozen_linear_weights_in_bf16(model)
     if cfg.model.quantization_bit:
