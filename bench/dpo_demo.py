@@ -156,8 +156,8 @@ def markdown(report: dict) -> str:
             f"- Config: {report['config']}; {before['held_out_pairs']['pairs']} held-out pairs; "
             f"machine: {facts['cpu']}, {facts['usable_cores']} cores, native bf16 "
             f"{facts['cpu_native_bf16']}, load average {run['load_before']} at the DPO run's start.",
-            f"- DPO run: {run['wall_s']:.0f} s wall (model load, 10 steps, the held-out evaluation, "
-            f"save), peak RSS {run['peak_rss_mib']:.0f} MiB, "
+            f"- DPO run: {run['wall_s']:.0f} s wall (model load, {run['train']['global_step']} "
+            f"steps, the held-out evaluation in {run['eval']['eval_runtime']:.0f} s, save), peak RSS {run['peak_rss_mib']:.0f} MiB, "
             f"{run['train'].get('train_tokens_per_second')} tokens/s; DPO reward accuracy on "
             f"the held-out pairs {evaluation.get('eval_rewards/accuracies', 0):.3f}, margin "
             f"{evaluation.get('eval_rewards/margins', 0):.4f}, eval loss {evaluation['eval_loss']:.4f}.",
