@@ -21,6 +21,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LF_VENV = ROOT / "bench" / ".venv-llamafactory"
 LF_VERSION = "0.9.5"
+LF_PACKAGE = f"llamafactory=={LF_VERSION}"
+# What do_predict with predict_with_generate imports for its BLEU/ROUGE (LLaMA-Factory's own
+# requirements-metrics; its wheel declares no extra for them).
+LF_METRICS = ("jieba", "nltk", "rouge-chinese")
 TORCH_PIN = "torch==2.13.0"  # the CPU wheel; a plain `pip install llamafactory` pulls CUDA torch
 LF_CLI = LF_VENV / "bin" / "llamafactory-cli"
 
@@ -29,7 +33,8 @@ def ensure_llamafactory(venv: Path = LF_VENV) -> Path:
     """Create bench/.venv-llamafactory once (a few minutes); return its llamafactory-cli."""
     cli = venv / "bin" / "llamafactory-cli"
     stamp = venv / ".bench-installed"
-    if cli.is_file() and stamp.is_file():
+    installed = f"{LF_PACKAGE} {' '.join(LF_METRICS)} {TORCH_PIN}\n"
+    if cli.is_file() and stamp.is_file() and stamp.read_text() == installed:
         return cli
     print(f"installing LLaMA-Factory {LF_VERSION} into {venv} (minutes) ...", file=sys.stderr)
     python = venv / "bin" / "python"
@@ -41,13 +46,13 @@ def ensure_llamafactory(venv: Path = LF_VENV) -> Path:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pin:
         pin.write(TORCH_PIN + "\n")
     try:
-        subprocess.run([*pip, "-c", pin.name, f"llamafactory=={LF_VERSION}"], check=True)
+        subprocess.run([*pip, "-c", pin.name, LF_PACKAGE, *LF_METRICS], check=True)
     finally:
         os.unlink(pin.name)
     # Their PyPI wheels are built for CUDA torch and break `import llamafactory` on CPU torch.
     subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio"])
     _stub_torchaudio(python)
-    stamp.write_text(f"llamafactory=={LF_VERSION} {TORCH_PIN}\n")
+    stamp.write_text(installed)
     return cli
 
 
