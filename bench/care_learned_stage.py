@@ -36,7 +36,7 @@ import numpy as np
 
 from anxin.safety import training
 from anxin.safety.classifier import CLASSES, TrainingConfig
-from anxin.safety.measure import pr_auc, precision_recall
+from anxin.safety.measure import pr_auc, precision_recall, recall_at_fpr
 from anxin.safety.sets import read_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def heldout_samples() -> dict[str, list]:
 def figures(labels: np.ndarray, scores: np.ndarray) -> dict:
     return {
         "pr_auc": round(pr_auc(labels, scores), 4),
-        "recall_at_fpr_0.05": round(training.recall_at_fpr(labels, scores), 4),
+        "recall_at_fpr_0.05": round(recall_at_fpr(labels, scores), 4),
     }
 
 

@@ -27,14 +27,14 @@ conversation). The optional audit log holds levels, categories, reason names and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from anxin.safety.classifier import Evidence, Prediction, shipped_classifier
 from anxin.safety.context import EVIDENCE_TURNS, Conversation, with_context
-from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules
+from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules, unique
 from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
 from anxin.safety.rules import rulebook
 from anxin.safety.text import CJK, LATIN_WORD, matching_text
@@ -88,7 +88,7 @@ def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     in_context = with_context(alone, normal, conversation)
     model = shipped_classifier()
     if model is None:
-        return replace(in_context, reasons=_unique([*in_context.reasons, UNAVAILABLE]))
+        return replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
     prediction = model.predict(evidence(normal, alone, in_context, conversation))
     return _weighed(in_context, normal, prediction, conversation)
 
@@ -130,7 +130,7 @@ def _weighed(
     A message is a crisis exactly when its score reaches `crisis_at`.
     """
     probability = prediction.probability
-    reasons = _unique([*found.reasons, f"learned:{probability:.2f}"])
+    reasons = unique([*found.reasons, f"learned:{probability:.2f}"])
     if found.level == "crisis":
         return replace(found, reasons=reasons, score=1.0)
     bar = crisis_bar(found.reasons, normal, bool(conversation.messages), found.language)
@@ -163,14 +163,10 @@ def concern_bar(language: str) -> float:
 
 def _with_verdict(assessment: Assessment, verdict: Verdict) -> Assessment:
     """The guard's verdict raises the level or adds only its reason; it never lowers."""
-    reasons = _unique([*assessment.reasons, verdict.reason])
+    reasons = unique([*assessment.reasons, verdict.reason])
     if verdict.level is None or RANK[verdict.level] <= RANK[assessment.level]:
         return replace(assessment, reasons=reasons)
     return replace(assessment, level=verdict.level, categories=verdict.categories, reasons=reasons)
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 def content_units(normal: str) -> float:

@@ -13,10 +13,10 @@ the same conversation too, to escalate and to de-escalate:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules
+from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules, unique
 from anxin.safety.responses import crisis_turns_so_far
 from anxin.safety.rules import rulebook
 from anxin.safety.text import normalize
@@ -83,7 +83,7 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
     ]
     helping = _CONTEXT["help_seeking"].search(normal)  # a decision towards help, not to die
     if prior_risk and _CONTEXT["resolve"].search(normal) and not helping:
-        categories = _unique(
+        categories = unique(
             c for a in prior_risk for c in a.categories if c in SELF_RISK_CATEGORIES
         )
         categories = [c if c != "hopelessness" else "suicidal_ideation" for c in categories]
@@ -116,11 +116,7 @@ def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment 
 def _raised(assessment: Assessment, level: str, categories: list[str], reason: str) -> Assessment:
     return Assessment(
         level,
-        _unique(categories),
+        unique(categories),
         assessment.language,
-        _unique([*assessment.reasons, reason]),
+        unique([*assessment.reasons, reason]),
     )
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))

@@ -339,10 +339,10 @@ def _read_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]
     reasons = [hit.reason for hit in hits]
     level, signs = _with_warning_signs(message, level, hits)
     reasons += [f"sign.{name}" for name in signs]
-    categories = _unique(hit.category for hit in hits if hit.level == level and level != "none")
+    categories = unique(hit.category for hit in hits if hit.level == level and level != "none")
     if level != "crisis" and _every_risk_word_lowered(message, reasons):
         reasons.append(LOWERED)
-    return level, tuple(categories), detect_language(message.text), tuple(_unique(reasons))
+    return level, tuple(categories), detect_language(message.text), tuple(unique(reasons))
 
 
 # --- warning signs that add up: one alone is concern, together they are a plan (signs.yaml) -----
@@ -409,5 +409,6 @@ def _every_risk_word_lowered(message: _Message, reasons: list[str]) -> bool:
     return all(_judge(gate.anchor, message, anchor).level != "crisis" for anchor in anchors)
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
+    """`items` in first-seen order, each once."""
     return list(dict.fromkeys(items))

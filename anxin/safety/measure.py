@@ -139,6 +139,14 @@ def pr_auc(labels, scores) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """Recall at the highest threshold that keeps the false-positive rate at most `fpr`."""
+    negatives = np.sort(scores[~labels])[::-1]
+    allowed = int(np.floor(fpr * len(negatives)))
+    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
+    return float((scores[labels] > threshold).mean())
+
+
 def draw_curve(path: Path, title: str, results: list[tuple[Example, Assessment]]) -> None:
     import matplotlib
 

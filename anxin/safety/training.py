@@ -47,7 +47,7 @@ from anxin.safety.classifier import (
 )
 from anxin.safety.context import Conversation, with_context
 from anxin.safety.detector import read_rules
-from anxin.safety.measure import pr_auc
+from anxin.safety.measure import pr_auc, recall_at_fpr
 from anxin.safety.rules import FOLDER as RULES_FOLDER
 from anxin.safety.sets import Example, read_examples
 from anxin.safety.text import detect_language, matching_text
@@ -189,14 +189,6 @@ def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> n
         for i in held:
             scores[i] = float(1.0 - model.probabilities(*rows[i])[0])
     return scores
-
-
-def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """Recall at the highest threshold that keeps the false-positive rate at most `fpr`."""
-    negatives = np.sort(scores[~labels])[::-1]
-    allowed = int(np.floor(fpr * len(negatives)))
-    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
-    return float((scores[labels] > threshold).mean())
 
 
 def crisis_by_the_detector(sample: Sample, probability: float, crisis_at: float) -> bool:
