@@ -26,8 +26,8 @@ RESULTS = ROOT / "bench" / "results"
 CONFIG = ROOT / "configs" / "smollm2-135m" / "lora_sft.yaml"
 # Short and the same for both: no evaluation, no checkpoint, no plots, a fixed slice of data.
 OVERRIDES = [
-    "eval_strategy='no'",  # quoted: YAML reads a bare no as false
-    "save_strategy='no'",
+    "eval_strategy=no",
+    "save_strategy=no",
     "load_best_model_at_end=false",
     "plot_loss=false",
     "max_samples=48",
