@@ -106,6 +106,9 @@ class ReturnFreedMemory(TrainerCallback):
         if self._trim is not None:
             self._trim(0)
 
+    def on_substep_end(self, args, state, control, **kwargs):
+        self.release()
+
     def on_step_end(self, args, state, control, **kwargs):
         self.release()
 
