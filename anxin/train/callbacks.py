@@ -83,13 +83,16 @@ def log_entry(logs: dict, state, elapsed: float, tokens_per_s: float | None) -> 
 
 
 class ReturnFreedMemory(TrainerCallback):
-    """Give memory the allocator has freed back to the system after each step and eval batch.
+    """Give memory the allocator has freed back to the system after each micro-batch, optimizer
+    step and eval batch.
 
     Variable-length batches leave glibc's heap fragmented: freed activations stay resident and
     the process grows step after step (SmolLM2, CPU: 1.6 -> 3.4 GB over 10 steps, while the
     working set stays near 1.5 GB). Padding to LENGTH_MULTIPLE (anxin.train.data) keeps the
-    peak within a step down; malloc_trim(0) hands the freed pages back between steps, for a
-    few milliseconds (a fixed mmap threshold also stops the growth, at 40 % of the speed).
+    peak within a step down; malloc_trim(0) hands the freed pages back between micro-batches,
+    for a few milliseconds. A fixed 256 KiB mmap threshold would lower the peak further (1,506
+    against 1,650-1,780 MiB on the bench recipe) but pays fresh page faults on every large
+    tensor: 7-9 % slower (bench/results/train_memory.md), so it is not set.
     Does nothing where the C library is not glibc.
     """
 
