@@ -85,6 +85,7 @@ class TransformersBackend:
         16.6 tok/s unmerged, 29 merged, on an AVX2 CPU), and nothing at inference needs them
         apart. `quantize="int8"` stores the matmul weights as int8 (CPU only, anxin.backends.int8).
         """
+        from anxin.backends.few_rows import use_few_rows_linear
         from anxin.models import load_model, load_tokenizer, resolve_model
 
         if quantize not in (None, "int8"):
@@ -106,6 +107,7 @@ class TransformersBackend:
                 if loaded.device.type != "cpu":
                     raise ModelError("--quantize int8 is for CPUs; a GPU runs bf16 faster")
                 quantize_int8(loaded)
+            use_few_rows_linear(loaded)  # batched decoding's matmuls, laid out as MKL likes
             return loaded
 
         return cls(on_torch_thread(load), prompts.tokenizer, path, prompts)
@@ -225,11 +227,14 @@ class TransformersBackend:
     # --- many conversations at once, and scoring ----------------------------------------------
 
     def generate_batch(self, conversations, settings):
-        """Left-padded batch generation with the KV cache (evaluation's fast path)."""
+        """Left-padded batch generation with the KV cache (evaluation's fast path), the prompts
+        prefilled one by one (anxin.backends.batch_prefill)."""
         return on_torch_thread(self._generate_batch, conversations, settings)
 
     def _generate_batch(self, conversations, settings):
         import torch
+
+        from anxin.backends.batch_prefill import prefilled_cache, supports_prefill
 
         prompts = [self.prompts.ids(messages) for messages in conversations]
         width = max(len(p) for p in prompts)
@@ -238,12 +243,14 @@ class TransformersBackend:
         attention = torch.tensor(
             [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device
         )
+        kwargs = self._generate_kwargs(settings)
         with torch.inference_mode():
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
-            output = self.model.generate(
-                input_ids=input_ids, attention_mask=attention, **self._generate_kwargs(settings)
-            )
+            if supports_prefill(self.model):  # each prompt alone, then all decoded together
+                room = 1 + settings.max_new_tokens
+                kwargs["cache"] = prefilled_cache(self.model, prompts, room)
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         stop_ids = set(self.prompts.stop_ids)
         results = []
         for prompt, row in zip(prompts, output[:, width:].tolist(), strict=True):
