@@ -111,5 +111,9 @@ def test_off_for_sliding_window_caches():
     assert not supports_prefill(MistralForCausalLM(config))
 
 
-def test_on_for_llama(model):
+def test_on_for_llama_on_the_cpu_only(model):
+    from types import SimpleNamespace
+
     assert supports_prefill(model)
+    # A GPU prefills the padded batch in parallel: there generate() keeps its own path.
+    assert not supports_prefill(SimpleNamespace(device=torch.device("meta"), config=model.config))

@@ -2,8 +2,8 @@
 
 generate() on a left-padded batch computes every padded position of every prompt, and its
 attention needs an explicit mask, so the causal kernel cannot skip the upper triangle; on
-evaluation's SMILECHAT batches (prompts of 250-900 tokens) that is a sixth more tokens and
-twice the attention work. And its DynamicCache appends each decoded token with torch.cat: a
+evaluation's SMILECHAT batches (prompts of 250-900 tokens) that is about 15 % more tokens
+and twice the attention work. And its DynamicCache appends each decoded token with torch.cat: a
 copy of the whole cache per token (a third of a GiB per step for SmolLM2 at batch 8).
 
 Here each prompt but its last token runs alone (no padding, causal attention) and its keys and
@@ -13,7 +13,7 @@ token to run, and each decoded token is written into the buffer. The positions g
 derives from the attention mask are those each prompt had when it ran alone, so the result is
 the padded batch's up to float rounding.
 
-The prompts of a batch begin alike (the system prompt and the template's first header: 210
+The prompts of a batch begin alike (the system prompt and the template's first header: 211
 tokens of SmolLM2 for anxin's Chinese system prompt, a third of an evaluation's prompt tokens),
 so that shared beginning runs once per batch and each prompt continues from its keys and values.
 """
@@ -57,7 +57,10 @@ class GrowingLayer(DynamicLayer):
 
 
 def supports_prefill(model) -> bool:
-    """Every cache layer is a plain DynamicLayer (no sliding window, no linear attention)."""
+    """On the CPU, where it was measured (a GPU prefills a padded batch in parallel), and where
+    every cache layer is a plain DynamicLayer (no sliding window, no linear attention)."""
+    if model.device.type != "cpu":
+        return False
     try:
         layers = DynamicCache(config=model.config).layers
     except (TypeError, ValueError, AttributeError):
