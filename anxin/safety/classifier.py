@@ -331,11 +331,14 @@ def train(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        adam = _Adam(config.learning_rate)
+        adam = torch.optim.Adam([weights, bias], lr=config.learning_rate, foreach=False)
         for _ in range(config.steps):
+            # The gradient by hand: the sparse product's transpose is kept ready, and the L2
+            # term is part of the gradient (plain Adam, not AdamW's decoupled decay).
             errors = (torch.softmax(matrix @ weights + bias, dim=1) - targets) * share
-            gradient_weights = transposed @ errors + config.l2 * weights
-            adam.step([weights, bias], [gradient_weights, errors.sum(dim=0)])
+            weights.grad = transposed @ errors + config.l2 * weights
+            bias.grad = errors.sum(dim=0)
+            adam.step()
     finally:
         torch.set_num_threads(threads)
     return CrisisClassifier(columns, weights.numpy(), bias.numpy(), config)
@@ -357,23 +360,3 @@ def _sparse_rows(rows: Sequence[tuple[np.ndarray, np.ndarray]], torch):
         matrix = torch.sparse_csr_tensor(row_starts, torch.as_tensor(column_of), values, shape)
         transposed = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
     return columns, matrix, transposed
-
-
-class _Adam:
-    """Adam on plain tensors, with the L2 term already in the gradient."""
-
-    def __init__(self, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999):
-        self.learning_rate, self.beta1, self.beta2 = learning_rate, beta1, beta2
-        self.moments: list = []
-        self.count = 0
-
-    def step(self, params: list, gradients: list) -> None:
-        if not self.moments:
-            self.moments = [(p.new_zeros(p.shape), p.new_zeros(p.shape)) for p in params]
-        self.count += 1
-        for param, gradient, (mean, square) in zip(params, gradients, self.moments, strict=True):
-            mean += (1 - self.beta1) * (gradient - mean)
-            square += (1 - self.beta2) * (gradient * gradient - square)
-            mean_hat = mean / (1 - self.beta1**self.count)
-            square_hat = square / (1 - self.beta2**self.count)
-            param -= self.learning_rate * mean_hat / (square_hat.sqrt() + 1e-8)
