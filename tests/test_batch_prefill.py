@@ -9,6 +9,7 @@ import torch
 from anxin.backends.batch_prefill import (
     MIN_SHARED_TOKENS,
     GrowingLayer,
+    left_padded,
     prefilled_cache,
     shared_length,
     supports_prefill,
@@ -22,15 +23,8 @@ def model(talkative_model_dir):
     return AutoModelForCausalLM.from_pretrained(talkative_model_dir, dtype=torch.float32).eval()
 
 
-def padded(prompts, pad=0):
-    width = max(map(len, prompts))
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    return ids, mask
-
-
 def greedy(model, prompts, new_tokens, **kwargs):
-    ids, mask = padded(prompts)
+    ids, mask = left_padded(prompts, pad_id=0)
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
@@ -87,6 +81,12 @@ def test_shared_length_leaves_each_prompt_a_token_and_skips_short_beginnings():
     assert shared_length([long, long[:-2] + [999, 998]]) == len(long) - 2
     assert shared_length([long[:10] + [7] * 40, long[:10] + [8] * 40]) == 0  # too short to share
     assert shared_length([long]) == 0 and shared_length([long, []]) == 0
+
+
+def test_left_padded_puts_each_prompt_at_the_right_end():
+    ids, mask = left_padded([[7, 8, 9], [5]], pad_id=0)
+    assert ids.tolist() == [[7, 8, 9], [0, 0, 5]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
 def test_decoding_writes_into_the_buffer_and_grows_past_it():

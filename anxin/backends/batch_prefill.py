@@ -56,6 +56,15 @@ class GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
 
+def left_padded(prompts: list[list[int]], pad_id: int, device=None):
+    """(input_ids, attention_mask) of the prompts padded on the left to the longest, as
+    generate() takes a batch."""
+    width = max(len(prompt) for prompt in prompts)
+    ids = [[pad_id] * (width - len(prompt)) + prompt for prompt in prompts]
+    mask = [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts]
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+
 def supports_prefill(model) -> bool:
     """On the CPU, where it was measured (a GPU prefills a padded batch in parallel), and where
     every cache layer is a plain DynamicLayer (no sliding window, no linear attention)."""

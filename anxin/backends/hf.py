@@ -234,15 +234,11 @@ class TransformersBackend:
     def _generate_batch(self, conversations, settings):
         import torch
 
-        from anxin.backends.batch_prefill import prefilled_cache, supports_prefill
+        from anxin.backends.batch_prefill import left_padded, prefilled_cache, supports_prefill
 
         prompts = [self.prompts.ids(messages) for messages in conversations]
-        width = max(len(p) for p in prompts)
-        device, pad = self.model.device, self.prompts.pad_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor(
-            [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device
-        )
+        input_ids, attention = left_padded(prompts, self.prompts.pad_id, self.model.device)
+        width = input_ids.shape[1]
         kwargs = self._generate_kwargs(settings)
         with torch.inference_mode():
             if settings.seed is not None:
