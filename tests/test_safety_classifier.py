@@ -3,6 +3,7 @@
 import argparse
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from anxin.safety import CrisisDetector, care, commands, detect_language, normalize, training
 from anxin.safety import classifier as clf
 from anxin.safety.rules import CRISIS_CATEGORIES
-from anxin.safety.sets import read_examples
+from anxin.safety.sets import Example, read_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT / "data" / "safety_dev.jsonl"
@@ -211,11 +212,22 @@ def test_the_learned_stage_does_not_lower_what_the_rules_found():
     assert assessment.level == "crisis" and assessment.score == 1.0
 
 
-def test_a_message_whose_risk_words_the_rules_all_lowered_is_never_raised_to_crisis(monkeypatch):
+def test_a_message_whose_risk_words_the_rules_all_lowered_needs_the_higher_bar(monkeypatch):
     monkeypatch.setattr(care, "CRISIS_AT", 0.0)  # the learned stage would call anything a crisis
     text = "我从来没有想过要结束自己的生命"
+    assert care.LOWERED in care.read_rules(text).reasons
     assert CrisisDetector().assess(text).level != "crisis"
     assert CrisisDetector().assess("今天想吃火锅").level == "crisis"  # nothing lowered there
+    monkeypatch.setattr(care, "LOWERED_CRISIS_AT", 0.0)  # sure enough to overrule the rules
+    assert CrisisDetector().assess(text).level == "crisis"
+
+
+def test_english_whose_risk_words_the_rules_lowered_is_never_raised_to_crisis(monkeypatch):
+    for name in ("CRISIS_AT", "LOWERED_CRISIS_AT", "ENGLISH_CRISIS_AT"):
+        monkeypatch.setattr(care, name, 0.0)
+    text = "i would never hurt myself, i promise"
+    assert care.LOWERED in care.read_rules(text).reasons
+    assert CrisisDetector().assess(text).level != "crisis"
 
 
 def test_the_score_reaches_the_threshold_exactly_when_the_level_is_crisis():
@@ -232,7 +244,7 @@ def test_safety_eval_on_the_written_dev_set_keeps_its_recall_at_the_chosen_false
     capsys, tmp_path
 ):
     """Before the learned stage read real text: recall 0.998 (406/407), false-positive rate
-    0.005. Its threshold now trades written hard negatives for real recall (0.035 measured, the
+    0.005. Its threshold now trades written hard negatives for real recall (0.038 measured, the
     table in rules/classifier.yaml); recall must not drop, false alarms not pass 0.06."""
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
@@ -243,3 +255,53 @@ def test_safety_eval_on_the_written_dev_set_keeps_its_recall_at_the_chosen_false
     assert commands.main(args) == 0
     assert "below target" not in capsys.readouterr().err
     assert json.loads(out.read_text(encoding="utf-8"))["overall"]["recall"] >= 0.997
+
+
+# --- cross-validation: the detector's rule, replayed on out-of-fold scores -----------------------
+
+# Messages that reach each branch of care._weighed: a crisis of the rules, a lowered one, a short
+# one without context, English, a concern of the rules, everyday text, and context that decides.
+REPLAYED = [
+    ("我想自杀", []),
+    ("我从来没有想过要结束自己的生命", []),
+    ("再见", []),
+    ("i honestly wish i could stop being alive", []),
+    ("i would never hurt myself", []),
+    ("活着好没意思", []),
+    ("今天想吃火锅", []),
+    ("我把猫托付给朋友了，以后也不用再麻烦谁了", []),
+    ("是的", ["我不想活了", {"role": "assistant", "content": "你是不是想过结束自己的生命？"}]),
+    ("都安排好了", ["我不想活了"]),
+]
+
+
+@pytest.mark.parametrize("text,context", REPLAYED)
+@pytest.mark.parametrize("probability", [0.0, 0.05, 0.1, 0.5, 0.9, None])
+def test_cross_validation_replays_the_detectors_decision(monkeypatch, text, context, probability):
+    """`level_by_the_detector`, which picks the thresholds from out-of-fold scores, gives the
+    level the detector gives for the same P(crisis) (None: the shipped model's)."""
+    example = Example(1, text, "non_crisis", "x", list(context))
+    sample = training.Sample(training.evidence_of(example), 0, "real", "g")
+    model = clf.shipped_classifier()
+    if probability is not None:
+        shipped_predict = model.predict
+        monkeypatch.setattr(
+            model,
+            "predict",
+            lambda evidence: replace(shipped_predict(evidence), probability=probability),
+        )
+    found = model.predict(sample.evidence).probability
+    assert training.level_by_the_detector(sample, found) == care.decide(text, context).level
+
+
+def test_the_cross_validation_report_marks_each_shipped_threshold():
+    examples = [Example(i, text, "non_crisis", "x", []) for i, (text, _) in enumerate(REPLAYED)]
+    samples = [
+        training.Sample(training.evidence_of(e), int(i % 2), source, f"{source}:{i}")
+        for i, e in enumerate(examples)
+        for source in ("real", "psysuicide")
+    ]
+    report = training.cv_report(samples, np.linspace(0.0, 1.0, len(samples)))
+    assert report.count("<- shipped") == 3
+    for name in ("crisis_at", "lowered_at", "concern_at"):
+        assert f"{name} " in report

@@ -8,10 +8,10 @@
 2. The learned stage (`classifier.py`) reads the message and the conversation before it, and
    gives P(crisis): at or above `crisis_at` the message is a crisis, at or above `concern_at`
    at least a concern (rules/classifier.yaml, thresholds chosen by cross-validation on the
-   development data, never on the frozen held-out parts). It never raises a message to crisis
-   where the rules lowered every risk word in it (`rules.lowered`: a negation, hyperbole,
-   someone else's words, the past), nor a very short message said with no conversation before
-   it (再见, goodbye). Its probability is in the reasons
+   development data, never on the frozen held-out parts). Where the rules lowered every risk
+   word in a message (`rules.lowered`: a negation, hyperbole, someone else's words, the past)
+   it needs the higher `lowered_crisis_at` (English: it may not raise it), and it never
+   raises a very short message said with no conversation before it (再见, goodbye). Its probability is in the reasons
    (`learned:0.93`) and in `Assessment.score`. Where its weights are missing the rules decide
    alone and the reasons say so (`learned:unavailable`).
 3. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
@@ -43,6 +43,7 @@ _GATE = rulebook().classifier
 # Module globals, read at each call, so a test can move them.
 CRISIS_AT = _GATE.crisis_at
 CONCERN_AT = _GATE.concern_at
+LOWERED_CRISIS_AT = _GATE.lowered_crisis_at  # where the rules lowered every risk word
 # English has no real labelled text here, only written sets: its own, higher bars.
 ENGLISH_CRISIS_AT = _GATE.english_crisis_at
 ENGLISH_CONCERN_AT = _GATE.english_concern_at
@@ -146,15 +147,29 @@ def _weighed(
     )
 
 
-def crisis_bar(reasons: Sequence[str], normal: str, has_context: bool, language: str) -> float:
+def crisis_bar(
+    reasons: Sequence[str],
+    normal: str,
+    has_context: bool,
+    language: str,
+    crisis_at: float | None = None,
+    lowered_at: float | None = None,
+) -> float:
     """The P(crisis) at which the learned stage alone makes a message a crisis: `crisis_at`
-    (English: `english_crisis_at`); never where the rules lowered every risk word in it (a
-    negation, hyperbole, someone else, the past: on written hard negatives it would overrule
-    them, I would never hurt myself), nor for a very short message with no conversation before
-    it (再见, goodbye)."""
-    if LOWERED in reasons or (not has_context and content_units(normal) < MIN_UNITS):
+    (English: `english_crisis_at`); a higher `lowered_crisis_at` where the rules lowered every
+    risk word in it (a negation, hyperbole, someone else, the past: on the real development
+    data one such message in ten was a crisis all the same); never for English so lowered (its only training text is
+    written, and there it would overrule I would never hurt myself), nor for a very short
+    message with no conversation before it (再见, goodbye). `crisis_at` and `lowered_at` stand
+    in for the shipped thresholds (cross-validation tries others)."""
+    if not has_context and content_units(normal) < MIN_UNITS:
         return float("inf")
-    return ENGLISH_CRISIS_AT if language == "en" else CRISIS_AT
+    lowered = LOWERED in reasons
+    if language == "en":
+        return float("inf") if lowered else ENGLISH_CRISIS_AT
+    if lowered:
+        return LOWERED_CRISIS_AT if lowered_at is None else lowered_at
+    return CRISIS_AT if crisis_at is None else crisis_at
 
 
 def concern_bar(language: str) -> float:

@@ -28,7 +28,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,9 @@ PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
 # The rules files whose reading the learned stage is trained on (not reply.yaml or judge.yaml).
 READING_RULES = ("crisis", "concern", "signs", "judgement", "context", "classifier", "lexicon")
 FOLDS = 5
-CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.01)  # 1.01: the rules alone
+CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 1.01)  # 1.01: the rules alone
+LOWERED_CANDIDATES = (0.3, 0.5, 0.7, 1.01)
+CONCERN_CANDIDATES = (0.03, 0.05, 0.08, 0.1)
 
 # The written file names finer kinds of crisis, so a reader can see what it covers.
 KIND_TO_CLASS = {
@@ -191,40 +193,89 @@ def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> n
     return scores
 
 
-def crisis_by_the_detector(sample: Sample, probability: float, crisis_at: float) -> bool:
-    """Whether the detector would call the message a crisis with this P(crisis) and threshold
-    (`care._weighed`'s rule: a crisis of the rules stands; otherwise P(crisis) must reach
-    `care.crisis_bar`, with `crisis_at` in place of the shipped threshold)."""
+@dataclass(frozen=True)
+class Bars:
+    """The thresholds of rules/classifier.yaml that cross-validation chooses."""
+
+    crisis_at: float = care.CRISIS_AT
+    lowered_at: float = care.LOWERED_CRISIS_AT
+    concern_at: float = care.CONCERN_AT
+
+
+def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars()) -> str:
+    """The level the detector would give the message with this P(crisis) and these thresholds
+    (`care._weighed`'s rule: a level of the rules and context cues stands; P(crisis) at the
+    message's crisis bar makes a crisis, at the concern bar a concern where they saw none)."""
     evidence = sample.evidence
     if evidence.context_level == "crisis":
-        return True
+        return "crisis"
     language = detect_language(evidence.text)
-    bar = care.crisis_bar(evidence.reasons, evidence.text, evidence.has_context, language)
-    return probability >= (crisis_at if bar == care.CRISIS_AT else bar)
+    bar = care.crisis_bar(
+        evidence.reasons,
+        evidence.text,
+        evidence.has_context,
+        language,
+        crisis_at=bars.crisis_at,
+        lowered_at=bars.lowered_at,
+    )
+    if probability >= bar:
+        return "crisis"
+    concern_at = care.ENGLISH_CONCERN_AT if language == "en" else bars.concern_at
+    if evidence.context_level == "concern" or probability >= concern_at:
+        return "concern"
+    return "none"
+
+
+def _tried(bars: Bars, name: str, values: Sequence[float]) -> list[tuple[str, Bars]]:
+    shipped = getattr(bars, name)
+    return [
+        (
+            f"{name} {value:.3f}{'  <- shipped' if value == shipped else ''}",
+            replace(bars, **{name: value}),
+        )
+        for value in values
+    ]
 
 
 def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
-    """PR-AUC and recall at FPR 0.05 of P(crisis) alone, then the detector's crisis recall and
-    false-positive rate at candidate thresholds (where `crisis_at` in classifier.yaml is chosen)."""
+    """PR-AUC and recall at FPR 0.05 of P(crisis) alone, then the detector's figures with each
+    threshold of rules/classifier.yaml moved in turn (the others as shipped): crisis recall,
+    false-positive rate, crisis-or-concern recall, and the share of non-crisis messages given
+    at least the concern line. The shipped thresholds were chosen from these tables."""
     lines = [f"{len(samples)} samples, grouped {FOLDS}-fold cross-validation (out-of-fold)"]
-    table = ["", "the detector at crisis_at (rules + learned stage, out-of-fold):"]
-    for source in ("real", "psysuicide"):
-        chosen = [i for i, s in enumerate(samples) if s.source == source]
+    sources = {
+        source: [i for i, s in enumerate(samples) if s.source == source]
+        for source in ("real", "psysuicide")
+    }
+    for source, chosen in sources.items():
         labels = np.array([samples[i].target != 0 for i in chosen])
-        found = scores[chosen]
         lines.append(
-            f"  {source:<10} n {len(chosen):>5}  PR-AUC {pr_auc(labels, found):.3f}  "
-            f"recall at FPR 0.05 {recall_at_fpr(labels, found):.3f}"
+            f"  {source:<10} n {len(chosen):>5}  PR-AUC {pr_auc(labels, scores[chosen]):.3f}  "
+            f"recall at FPR 0.05 {recall_at_fpr(labels, scores[chosen]):.3f}"
         )
-        for crisis_at in CANDIDATE_THRESHOLDS:
-            said = np.array(
-                [crisis_by_the_detector(samples[i], scores[i], crisis_at) for i in chosen]
+    lines += [
+        "",
+        "the detector (rules + learned stage, out-of-fold): recall / FPR / "
+        "crisis-or-concern recall / non-crisis given the concern line or more",
+    ]
+    shipped = Bars()
+    tried = (
+        _tried(shipped, "crisis_at", CANDIDATE_THRESHOLDS)
+        + _tried(shipped, "lowered_at", LOWERED_CANDIDATES)
+        + _tried(shipped, "concern_at", CONCERN_CANDIDATES)
+    )
+    for label, bars in tried:
+        cells = []
+        for chosen in sources.values():
+            gold = np.array([samples[i].target != 0 for i in chosen])
+            said = np.array([level_by_the_detector(samples[i], scores[i], bars) for i in chosen])
+            crisis, flagged = said == "crisis", said != "none"
+            cells.append(
+                f"{crisis[gold].mean():.3f} / {crisis[~gold].mean():.3f} / "
+                f"{flagged[gold].mean():.3f} / {flagged[~gold].mean():.3f}"
             )
-            table.append(
-                f"  {source:<10} crisis_at {crisis_at:.2f}  recall {said[labels].mean():.3f}  "
-                f"FPR {said[~labels].mean():.3f}"
-            )
-    return "\n".join(lines + table)
+        lines.append(f"  {label:<28} real {cells[0]}   psysuicide {cells[1]}")
+    return "\n".join(lines)
 
 
 # --- command line -------------------------------------------------------------------------------

@@ -146,6 +146,7 @@ class ClassifierGate:
 
     crisis_at: float
     concern_at: float
+    lowered_crisis_at: float  # where the rules lowered every risk word in the message
     english_crisis_at: float  # English: the thresholds the written English sets support
     english_concern_at: float
     min_units: int
@@ -400,7 +401,8 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     _top(signs, {"signs", "crisis_with_mood"})
     _top(
         gate,
-        {"crisis_at", "concern_at", "english_crisis_at", "english_concern_at", "min_units"}
+        {"crisis_at", "concern_at", "lowered_crisis_at", "english_crisis_at", "english_concern_at"}
+        | {"min_units"}
         | {"anchor", "cues"},
     )
     mood = signs.data["crisis_with_mood"]
@@ -419,6 +421,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         classifier=ClassifierGate(
             crisis_at=_threshold(gate, "crisis_at"),
             concern_at=_threshold(gate, "concern_at"),
+            lowered_crisis_at=_threshold(gate, "lowered_crisis_at"),
             english_crisis_at=_threshold(gate, "english_crisis_at"),
             english_concern_at=_threshold(gate, "english_concern_at"),
             min_units=min_units,
