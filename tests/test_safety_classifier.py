@@ -303,5 +303,5 @@ def test_the_cross_validation_report_marks_each_shipped_threshold():
     ]
     report = training.cv_report(samples, np.linspace(0.0, 1.0, len(samples)))
     assert report.count("<- shipped") == 3
-    for name in ("crisis_at", "lowered_at", "concern_at"):
+    for name in ("crisis_at", "lowered_crisis_at", "concern_at"):
         assert f"{name} " in report

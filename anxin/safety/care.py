@@ -11,8 +11,8 @@
    development data, never on the frozen held-out parts). Where the rules lowered every risk
    word in a message (`rules.lowered`: a negation, hyperbole, someone else's words, the past)
    it needs the higher `lowered_crisis_at` (English: it may not raise it), and it never
-   raises a very short message said with no conversation before it (再见, goodbye). Its probability is in the reasons
-   (`learned:0.93`) and in `Assessment.score`. Where its weights are missing the rules decide
+   raises a very short message said with no conversation before it (再见, goodbye). Its
+   probability is in the reasons (`learned:0.93`) and in `Assessment.score`. Where its weights are missing the rules decide
    alone and the reasons say so (`learned:unavailable`).
 3. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
    raise the level.
@@ -153,22 +153,23 @@ def crisis_bar(
     has_context: bool,
     language: str,
     crisis_at: float | None = None,
-    lowered_at: float | None = None,
+    lowered_crisis_at: float | None = None,
 ) -> float:
     """The P(crisis) at which the learned stage alone makes a message a crisis: `crisis_at`
-    (English: `english_crisis_at`); a higher `lowered_crisis_at` where the rules lowered every
-    risk word in it (a negation, hyperbole, someone else, the past: on the real development
-    data one such message in ten was a crisis all the same); never for English so lowered (its only training text is
-    written, and there it would overrule I would never hurt myself), nor for a very short
-    message with no conversation before it (再见, goodbye). `crisis_at` and `lowered_at` stand
-    in for the shipped thresholds (cross-validation tries others)."""
+    (English: `english_crisis_at`); the higher `lowered_crisis_at` where the rules lowered
+    every risk word in it (a negation, hyperbole, someone else, the past: on the real
+    development data one such message in ten was a crisis all the same); never for English so
+    lowered (its only training text is written, and there it would overrule I would never hurt
+    myself), nor for a very short message with no conversation before it (再见, goodbye).
+    `crisis_at` and `lowered_crisis_at` stand in for the shipped thresholds (cross-validation
+    tries others)."""
     if not has_context and content_units(normal) < MIN_UNITS:
         return float("inf")
     lowered = LOWERED in reasons
     if language == "en":
         return float("inf") if lowered else ENGLISH_CRISIS_AT
     if lowered:
-        return LOWERED_CRISIS_AT if lowered_at is None else lowered_at
+        return LOWERED_CRISIS_AT if lowered_crisis_at is None else lowered_crisis_at
     return CRISIS_AT if crisis_at is None else crisis_at
 
 

@@ -198,7 +198,7 @@ class Bars:
     """The thresholds of rules/classifier.yaml that cross-validation chooses."""
 
     crisis_at: float = care.CRISIS_AT
-    lowered_at: float = care.LOWERED_CRISIS_AT
+    lowered_crisis_at: float = care.LOWERED_CRISIS_AT
     concern_at: float = care.CONCERN_AT
 
 
@@ -216,7 +216,7 @@ def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars(
         evidence.has_context,
         language,
         crisis_at=bars.crisis_at,
-        lowered_at=bars.lowered_at,
+        lowered_crisis_at=bars.lowered_crisis_at,
     )
     if probability >= bar:
         return "crisis"
@@ -261,7 +261,7 @@ def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
     shipped = Bars()
     tried = (
         _tried(shipped, "crisis_at", CANDIDATE_THRESHOLDS)
-        + _tried(shipped, "lowered_at", LOWERED_CANDIDATES)
+        + _tried(shipped, "lowered_crisis_at", LOWERED_CANDIDATES)
         + _tried(shipped, "concern_at", CONCERN_CANDIDATES)
     )
     for label, bars in tried:
@@ -274,7 +274,7 @@ def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
                 f"{crisis[gold].mean():.3f} / {crisis[~gold].mean():.3f} / "
                 f"{flagged[gold].mean():.3f} / {flagged[~gold].mean():.3f}"
             )
-        lines.append(f"  {label:<28} real {cells[0]}   psysuicide {cells[1]}")
+        lines.append(f"  {label:<36} real {cells[0]}   psysuicide {cells[1]}")
     return "\n".join(lines)
 
 
