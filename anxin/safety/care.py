@@ -12,8 +12,8 @@
    word in a message (`rules.lowered`: a negation, hyperbole, someone else's words, the past)
    it needs the higher `lowered_crisis_at` (English: it may not raise it), and it never
    raises a very short message said with no conversation before it (再见, goodbye). Its
-   probability is in the reasons (`learned:0.93`) and in `Assessment.score`. Where its weights are missing the rules decide
-   alone and the reasons say so (`learned:unavailable`).
+   probability is in the reasons (`learned:0.93`) and in `Assessment.score`. Where its
+   weights are missing the rules decide alone and the reasons say so (`learned:unavailable`).
 3. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
    raise the level.
 
@@ -136,15 +136,23 @@ def _weighed(
         return replace(found, reasons=reasons, score=1.0)
     bar = crisis_bar(found.reasons, normal, bool(conversation.messages), found.language)
     score = probability if probability >= bar else min(probability, CRISIS_AT - 1e-4)
-    if score >= CRISIS_AT:
-        level = "crisis"
-    elif probability >= concern_bar(found.language) and found.level == "none":
-        level = "concern"
-    else:
+    level = weighed_level(found.level, probability, bar, concern_bar(found.language))
+    if level == found.level:
         return replace(found, reasons=reasons, score=score)
     return replace(
         found, level=level, categories=[prediction.category], reasons=reasons, score=score
     )
+
+
+def weighed_level(rules_level: str, probability: float, crisis_at: float, concern_at: float) -> str:
+    """The level of a message: the rules' and context cues' level, raised to crisis where
+    P(crisis) reaches the message's crisis bar, and from none to concern at the concern bar
+    (cross-validation replays it with other bars)."""
+    if rules_level == "crisis" or probability >= crisis_at:
+        return "crisis"
+    if rules_level == "concern" or probability >= concern_at:
+        return "concern"
+    return "none"
 
 
 def crisis_bar(
@@ -155,26 +163,31 @@ def crisis_bar(
     crisis_at: float | None = None,
     lowered_crisis_at: float | None = None,
 ) -> float:
-    """The P(crisis) at which the learned stage alone makes a message a crisis: `crisis_at`
-    (English: `english_crisis_at`); the higher `lowered_crisis_at` where the rules lowered
-    every risk word in it (a negation, hyperbole, someone else, the past: on the real
-    development data one such message in ten was a crisis all the same); never for English so
-    lowered (its only training text is written, and there it would overrule I would never hurt
-    myself), nor for a very short message with no conversation before it (再见, goodbye).
-    `crisis_at` and `lowered_crisis_at` stand in for the shipped thresholds (cross-validation
-    tries others)."""
+    """The P(crisis) at which the learned stage alone makes a message a crisis, never below
+    `crisis_at`: `crisis_at` itself (English: `english_crisis_at`); the higher
+    `lowered_crisis_at` where the rules lowered every risk word in it (a negation, hyperbole,
+    someone else, the past: on the real development data one such message in ten was a crisis
+    all the same); never for English so lowered (its only training text is written, and there
+    it would overrule I would never hurt myself), nor for a very short message with no
+    conversation before it (再见, goodbye). `crisis_at` and `lowered_crisis_at` stand in for
+    the shipped thresholds (cross-validation tries others)."""
+    crisis_at = CRISIS_AT if crisis_at is None else crisis_at
     if not has_context and content_units(normal) < MIN_UNITS:
         return float("inf")
     lowered = LOWERED in reasons
     if language == "en":
-        return float("inf") if lowered else ENGLISH_CRISIS_AT
+        return float("inf") if lowered else max(ENGLISH_CRISIS_AT, crisis_at)
     if lowered:
-        return LOWERED_CRISIS_AT if lowered_crisis_at is None else lowered_crisis_at
-    return CRISIS_AT if crisis_at is None else crisis_at
+        return max(LOWERED_CRISIS_AT if lowered_crisis_at is None else lowered_crisis_at, crisis_at)
+    return crisis_at
 
 
-def concern_bar(language: str) -> float:
-    return ENGLISH_CONCERN_AT if language == "en" else CONCERN_AT
+def concern_bar(language: str, concern_at: float | None = None) -> float:
+    """The P(crisis) at which a message the rules saw no risk in gets the concern line
+    (`concern_at` stands in for the shipped threshold)."""
+    if language == "en":
+        return ENGLISH_CONCERN_AT
+    return CONCERN_AT if concern_at is None else concern_at
 
 
 def _with_verdict(assessment: Assessment, verdict: Verdict) -> Assessment:

@@ -204,11 +204,8 @@ class Bars:
 
 def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars()) -> str:
     """The level the detector would give the message with this P(crisis) and these thresholds
-    (`care._weighed`'s rule: a level of the rules and context cues stands; P(crisis) at the
-    message's crisis bar makes a crisis, at the concern bar a concern where they saw none)."""
+    (`care._weighed`'s rule, through the same `care.weighed_level`)."""
     evidence = sample.evidence
-    if evidence.context_level == "crisis":
-        return "crisis"
     language = detect_language(evidence.text)
     bar = care.crisis_bar(
         evidence.reasons,
@@ -218,12 +215,8 @@ def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars(
         crisis_at=bars.crisis_at,
         lowered_crisis_at=bars.lowered_crisis_at,
     )
-    if probability >= bar:
-        return "crisis"
-    concern_at = care.ENGLISH_CONCERN_AT if language == "en" else bars.concern_at
-    if evidence.context_level == "concern" or probability >= concern_at:
-        return "concern"
-    return "none"
+    concern_at = care.concern_bar(language, bars.concern_at)
+    return care.weighed_level(evidence.context_level, probability, bar, concern_at)
 
 
 def _tried(bars: Bars, name: str, values: Sequence[float]) -> list[tuple[str, Bars]]:
