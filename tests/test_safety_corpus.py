@@ -87,3 +87,55 @@ def test_cohen_kappa_by_hand():
     pairs = [("none", "none"), ("crisis", "crisis"), ("none", "crisis"), ("crisis", "none")]
     assert corpus.cohen_kappa(pairs[:2] + pairs[2:3] + [("crisis", "crisis")]) == 0.5
     assert corpus.cohen_kappa(pairs) == 0.0
+
+
+def test_a_scored_round_takes_unlabelled_dev_messages_by_score(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "SCORED_TOP", 5)
+    monkeypatch.setattr(corpus, "SCORED_RANDOM", 3)
+    dialogues = corpus.read_dialogues(smilechat_folder(tmp_path))
+    labelled = {corpus.message_id(d, 0) for d in dialogues}  # every opening turn: done already
+    risky = "不想活"
+
+    def score(text: str, context: list[dict]) -> float:
+        return (0.9 if risky in text else 0.1) + len(context) / 100
+
+    samples = corpus.scored_sample(dialogues, labelled, score)
+    assert len(samples) == 8 and {s["part"] for s in samples} == {"dev"}
+    assert not {s["id"] for s in samples} & labelled
+    assert not any(corpus.heldout(s["dialogue"]) for s in samples)
+    top = [s for s in samples if s["stratum"] == "scored_top"]
+    assert len(top) == 5 and all(risky in s["text"] for s in top)
+    # The top five are the risky messages latest in their dialogues (the most context).
+    eligible = [
+        (score(turns[i]["content"], turns[:i]), d, i)
+        for d, turns in dialogues.items()
+        if not corpus.heldout(d)
+        for i, turn in enumerate(turns)
+        if turn["role"] == "user" and corpus.message_id(d, i) not in labelled
+    ]
+    best = sorted(eligible, key=lambda e: (-e[0], int(e[1]), e[2]))[:5]
+    assert {corpus.message_id(d, i) for _, d, i in best} == {s["id"] for s in top}
+    assert sum(s["stratum"] == "scored_random" for s in samples) == 3
+    # Labelled ids are read from the files of the corpus folder.
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "smilechat_dev.jsonl").write_text(json.dumps({"id": "smile-1-t00"}) + "\n")
+    (folder / "smilechat_scored_dev.jsonl").write_text(json.dumps({"id": "smile-2-t02"}) + "\n")
+    assert corpus.labelled_ids(folder) == {"smile-1-t00", "smile-2-t02"}
+
+
+def test_assemble_writes_a_second_round_under_its_own_prefix(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    sample = {"id": "smile-3-t02", "dialogue": "3", "turn": 2, "stratum": "scored_top",
+              "part": "dev", "text": "嗯", "context": []}  # fmt: skip
+    (work).mkdir()
+    (work / "samples.jsonl").write_text(json.dumps(sample, ensure_ascii=False) + "\n")
+    answer = {"id": "smile-3-t02", "level": "concern", "category": "aftercare", "reason": "x"}
+    (work / "labels-1.jsonl").write_text(json.dumps(answer) + "\n")
+    corpus.assemble(work, out, "test", prefix="smilechat_scored")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "smilechat_scored_dev.jsonl",
+        "smilechat_scored_report.json",
+    ]
+    row = json.loads((out / "smilechat_scored_dev.jsonl").read_text())
+    assert row["stratum"] == "scored_top" and row["level"] == "concern"

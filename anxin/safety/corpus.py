@@ -10,9 +10,19 @@ then split into a development part and a frozen held-out part by a hash of their
 anything is labelled, and the labelling batches are written: dialogues shown in full up to the
 last sampled message, sampled messages marked, no part names and no detector output.
 
+`sample-scored` draws a second round from the development dialogues only (the held-out ones
+stay frozen): the client messages not labelled yet that the shipped learned stage scores
+highest, where the crises it is unsure of and the hard negatives are, and a random share of the
+rest. It is written to a work folder like `sample`.
+
 `assemble` joins the labellers' answers to the sampled messages, settles the doubly labelled
 ones (the adjudication file wins), reports agreement, and writes one JSONL per part in the
-format `anxin safety eval` reads.
+format `anxin safety eval` reads (`--prefix smilechat_scored` for the second round).
+
+    python -m anxin.safety.corpus sample-scored ../shared/data/smilechat/data \
+        --labelled data/safety_real --out work/round2
+    python -m anxin.safety.corpus assemble work/round2 --out data/safety_real \
+        --prefix smilechat_scored --labeller "..."
 """
 
 from __future__ import annotations
@@ -24,7 +34,10 @@ import random
 import re
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
+
+from tqdm import tqdm
 
 from anxin.atomic import write_json, write_text
 
@@ -36,6 +49,9 @@ OTHER_SAMPLE = 1500  # messages from dialogues without risk vocabulary
 OTHER_PER_DIALOGUE = 2  # read a dialogue once, label two of its messages
 DOUBLE_LABEL_SHARE = 1 / 12  # labelled twice, independently, to measure agreement
 BATCHES = 8
+SCORED_TOP = 750  # round 2: the unlabelled dev messages the learned stage scores highest
+SCORED_RANDOM = 150  # and a random share of the rest, so the round is not only hard cases
+SCORED_BATCHES = 6
 
 # The risk vocabulary of docs/safety-labels.md, step 1 of the corpus.
 RISK_VOCABULARY = re.compile(
@@ -87,9 +103,13 @@ def sample_messages(dialogues: dict[str, list[dict]], seed: int = SEED) -> list[
         for i in sorted(rng.sample(users, min(OTHER_PER_DIALOGUE, len(users)))):
             chosen.append((dialogue, i, "other"))
             picked += 1
+    return _samples(dialogues, chosen)
+
+
+def _samples(dialogues: dict[str, list[dict]], chosen: list[tuple[str, int, str]]) -> list[dict]:
     return [
         {
-            "id": f"smile-{dialogue}-t{index:02d}",
+            "id": message_id(dialogue, index),
             "dialogue": dialogue,
             "turn": index,
             "stratum": stratum,
@@ -101,7 +121,71 @@ def sample_messages(dialogues: dict[str, list[dict]], seed: int = SEED) -> list[
     ]
 
 
-def labelling_batches(samples: list[dict], dialogues, seed: int = SEED) -> list[str]:
+def message_id(dialogue: str, index: int) -> str:
+    return f"smile-{dialogue}-t{index:02d}"
+
+
+def scored_sample(
+    dialogues: dict[str, list[dict]],
+    labelled: set[str],
+    score: Callable[[str, list[dict]], float],
+    seed: int = SEED,
+) -> list[dict]:
+    """Round 2, development dialogues only: of the client messages not in `labelled`, the
+    SCORED_TOP that `score` (P(crisis) given the earlier turns) ranks highest, and a random
+    SCORED_RANDOM of the rest."""
+    rng = random.Random(seed + 2)
+    pool = [
+        (dialogue, i)
+        for dialogue, turns in dialogues.items()
+        if not heldout(dialogue)
+        for i, turn in enumerate(turns)
+        if turn["role"] == "user" and message_id(dialogue, i) not in labelled
+    ]
+    scores = {
+        (d, i): score(dialogues[d][i]["content"], dialogues[d][:i])
+        for d, i in tqdm(pool, desc="scoring", unit="msg", disable=len(pool) < 1000)
+    }
+    ranked = sorted(pool, key=lambda c: (-scores[c], int(c[0]), c[1]))
+    rest = ranked[SCORED_TOP:]
+    chosen = [(d, i, "scored_top") for d, i in ranked[:SCORED_TOP]]
+    chosen += [(d, i, "scored_random") for d, i in rng.sample(rest, min(SCORED_RANDOM, len(rest)))]
+    return _samples(dialogues, chosen)
+
+
+def learned_probability(text: str, context: list[dict]) -> float:
+    """The shipped learned stage's P(crisis) for a message after `context` (1 where the rules
+    and context cues already call it a crisis)."""
+    from anxin.safety import care
+    from anxin.safety.classifier import shipped_classifier
+    from anxin.safety.context import Conversation, with_context
+    from anxin.safety.detector import read_rules
+    from anxin.safety.text import matching_text
+
+    alone, normal = read_rules(text), matching_text(text)
+    conversation = Conversation.of(context)
+    in_context = with_context(alone, normal, conversation)
+    if in_context.level == "crisis":
+        return 1.0
+    model = shipped_classifier()
+    if model is None:
+        raise RuntimeError("the care layer's shipped weights are missing")
+    return model.predict(care.evidence(normal, alone, in_context, conversation)).probability
+
+
+def labelled_ids(folder: Path) -> set[str]:
+    """The ids of every message already in the labelled files of `folder` (both parts)."""
+    return {
+        json.loads(line)["id"]
+        for file in sorted(folder.glob("smilechat_*.jsonl"))
+        for line in file.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+
+
+def labelling_batches(
+    samples: list[dict], dialogues, seed: int = SEED, batches: int = BATCHES
+) -> list[str]:
     """Text for each labeller: whole dialogues up to their last sampled message, marked.
 
     Dialogues are dealt to batches by size so each labeller reads about as much; about one
@@ -111,13 +195,13 @@ def labelling_batches(samples: list[dict], dialogues, seed: int = SEED) -> list[
     for sample in samples:
         by_dialogue[sample["dialogue"]].append(sample)
     order = sorted(by_dialogue, key=lambda d: -len(render_dialogue(dialogues[d], by_dialogue[d])))
-    sizes, texts = [0] * BATCHES, [[] for _ in range(BATCHES)]
+    sizes, texts = [0] * batches, [[] for _ in range(batches)]
     for dialogue in order:
         text = render_dialogue(dialogues[dialogue], by_dialogue[dialogue], dialogue)
-        first = min(range(BATCHES), key=sizes.__getitem__)
+        first = min(range(batches), key=sizes.__getitem__)
         targets = [first]
         if rng.random() < DOUBLE_LABEL_SHARE:
-            targets.append(min((b for b in range(BATCHES) if b != first), key=sizes.__getitem__))
+            targets.append(min((b for b in range(batches) if b != first), key=sizes.__getitem__))
         for batch in targets:
             texts[batch].append(text)
             sizes[batch] += len(text)
@@ -160,7 +244,7 @@ def cohen_kappa(pairs: list[tuple[str, str]]) -> float:
     return (observed - expected) / (1 - expected) if expected < 1 else 1.0
 
 
-def assemble(work: Path, out: Path, labeller: str) -> dict:
+def assemble(work: Path, out: Path, labeller: str, prefix: str = "smilechat") -> dict:
     samples = [json.loads(line) for line in (work / "samples.jsonl").open(encoding="utf-8")]
     labels = read_labels(sorted(work.glob("labels-*.jsonl")))
     settled = (
@@ -191,7 +275,7 @@ def assemble(work: Path, out: Path, labeller: str) -> dict:
     report["agreement"]["cohen_kappa"] = cohen_kappa(doubles)
     for part, rows in parts.items():
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        write_text(out / f"smilechat_{part}.jsonl", text)
+        write_text(out / f"{prefix}_{part}.jsonl", text)
         report["parts"][part] = {
             "messages": len(rows),
             "dialogues": len({row["id"].rsplit("-", 1)[0] for row in rows}),
@@ -199,7 +283,9 @@ def assemble(work: Path, out: Path, labeller: str) -> dict:
             "strata": dict(Counter(row["stratum"] for row in rows)),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }
-    write_json(out / "corpus_report.json", report)
+    write_json(
+        out / ("corpus_report.json" if prefix == "smilechat" else f"{prefix}_report.json"), report
+    )
     return report
 
 
@@ -209,22 +295,36 @@ def main(argv: list[str] | None = None) -> int:
     sample = verbs.add_parser("sample", help="sample, split and write labelling batches")
     sample.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
     sample.add_argument("--out", type=Path, required=True, help="work folder for the batches")
+    scored = verbs.add_parser(
+        "sample-scored", help="round 2: unlabelled dev messages the learned stage ranks highest"
+    )
+    scored.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
+    scored.add_argument(
+        "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
+    )
+    scored.add_argument("--out", type=Path, required=True, help="work folder for the batches")
     join = verbs.add_parser("assemble", help="join labels into data files")
     join.add_argument("work", type=Path, help="the work folder of `sample`, with labels-*.jsonl")
     join.add_argument("--out", type=Path, required=True)
     join.add_argument("--labeller", required=True, help="who or what labelled, for the record")
+    join.add_argument("--prefix", default="smilechat", help="file names: PREFIX_dev.jsonl, ...")
     args = parser.parse_args(argv)
-    if args.verb == "sample":
-        dialogues = read_dialogues(args.smilechat)
-        samples = sample_messages(dialogues)
-        lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-        write_text(args.out / "samples.jsonl", lines)
-        for number, text in enumerate(labelling_batches(samples, dialogues), 1):
-            write_text(args.out / f"batch-{number}.txt", text)
-        counts = Counter((s["part"], s["stratum"]) for s in samples)
-        print(json.dumps({f"{p}/{s}": n for (p, s), n in sorted(counts.items())}, indent=1))
+    if args.verb == "assemble":
+        print(json.dumps(assemble(args.work, args.out, args.labeller, args.prefix), indent=1))
         return 0
-    print(json.dumps(assemble(args.work, args.out, args.labeller), indent=1))
+    dialogues = read_dialogues(args.smilechat)
+    if args.verb == "sample":
+        samples, batches = sample_messages(dialogues), BATCHES
+    else:
+        labelled = labelled_ids(args.labelled)
+        samples = scored_sample(dialogues, labelled, learned_probability)
+        batches = SCORED_BATCHES
+    lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+    write_text(args.out / "samples.jsonl", lines)
+    for number, text in enumerate(labelling_batches(samples, dialogues, batches=batches), 1):
+        write_text(args.out / f"batch-{number}.txt", text)
+    counts = Counter((s["part"], s["stratum"]) for s in samples)
+    print(json.dumps({f"{p}/{s}": n for (p, s), n in sorted(counts.items())}, indent=1))
     return 0
 
 
