@@ -32,6 +32,11 @@ def test_parts_follow_the_split_made_before_labelling():
                  for part in ("dev", "heldout")}  # fmt: skip
     assert not dialogues["dev"] & dialogues["heldout"]
     assert len(read("smilechat_heldout.jsonl")) >= 1000
+    # The second round comes from development dialogues only, and labels nothing twice.
+    scored = read("smilechat_scored_dev.jsonl")
+    assert not any(corpus.heldout(r["id"].split("-")[1]) for r in scored)
+    assert not {r["id"] for r in scored} & set((REAL / "dev_ids.txt").read_text().split())
+    assert {r["stratum"] for r in scored} == {"scored_top", "scored_random"}
 
 
 def smilechat_folder(tmp_path: Path) -> Path:

@@ -151,6 +151,25 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
     assert assessment.level == "concern" and category in assessment.categories
 
 
+@pytest.mark.parametrize(
+    "text,rules_level",
+    [
+        ("初三女生，父母期望太高，特别想死该怎么办", "crisis"),  # 特别 is no 别 (don't)
+        ("最近特别想伤害自己", "crisis"),
+        ("吃药如果没有用就去死", "crisis"),  # 没有 negates 用, not 去死
+        ("和男朋友分手后想死", "crisis"),  # the boyfriend is whom it happened with
+        ("初中生，想自杀怎么办", "crisis"),  # a pupil now, not a story of school days
+        ("好久不见，想死他了", "none"),  # missing someone
+        ("我没有想死，就是太累了", "none"),  # a real negation still lowers
+    ],
+    ids=repr,
+)
+def test_chinese_read_as_chinese(text, rules_level):
+    """Words that only look like a negation, a third person or the past do not lower a
+    risk word, and the real ones still do."""
+    assert read_rules(text).level == rules_level
+
+
 def test_a_contrast_with_now_keeps_the_crisis(detector):
     assert detector.assess("以前我很开心，现在我想死").level == "crisis"
 

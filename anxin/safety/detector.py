@@ -228,7 +228,7 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
         for person in message.within("person", sentence_start, start)
         # 让他 / 把她: an object, not who acts; 让我 still makes me the one who feels it
         if person.group("self")
-        or not _CUES["object_marker"].fullmatch(text[max(0, person.start() - 1) : person.start()])
+        or not _CUES["object_marker"].search(text, max(0, person.start() - 3), person.start())
     )
     last = next(people, None)
     if last is None or last.group("self"):

@@ -7,6 +7,9 @@ Training data (development data only; the frozen held-out parts are never read h
 
 - `anxin/resources/crisis_train.jsonl`: written messages, half crisis, half hard negatives;
 - `data/safety_real/smilechat_dev.jsonl`: real client messages labelled in their conversations;
+- `data/safety_real/smilechat_scored_dev.jsonl`: a second round from the same development
+  dialogues, the messages the learned stage was least sure of (not in the figures printed by
+  `--cv`, which stay comparable with the first round's);
 - `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline.
 
 Each message is read the way the detector reads it (`care.evidence`: the rules' reading, the
@@ -56,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 WRITTEN = RESOURCES / "crisis_train.jsonl"
 REAL = ROOT / "data" / "safety_real" / "smilechat_dev.jsonl"
+REAL_SCORED = ROOT / "data" / "safety_real" / "smilechat_scored_dev.jsonl"
 PSYSUICIDE = ROOT / "data" / "psysuicide" / "valid.json"
 PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
 # The rules files whose reading the learned stage is trained on (not reply.yaml or judge.yaml).
@@ -108,8 +112,8 @@ _TURN_SUFFIX = re.compile(r"-t\d+$")
 
 
 def _group(example: Example, source: str) -> str:
-    if example.id:  # smile-6-t04: dialogue smile-6
-        return f"{source}:{_TURN_SUFFIX.sub('', example.id)}"
+    if example.id:  # smile-6-t04: dialogue smile-6, whichever round labelled it
+        return f"{source.removesuffix('_scored')}:{_TURN_SUFFIX.sub('', example.id)}"
     return f"{source}:{example.line}"
 
 
@@ -117,6 +121,7 @@ def training_samples() -> list[Sample]:
     sets = (
         ("written", read_examples(WRITTEN)),
         ("real", read_examples(REAL)),
+        ("real_scored", read_examples(REAL_SCORED)),
         ("psysuicide", read_examples(PSYSUICIDE, "dev")),
     )
     return [
@@ -132,6 +137,7 @@ def fit(
     """Train on `samples` (`rows`: their features, when already computed)."""
     weight = {
         "real": config.real_weight,
+        "real_scored": config.scored_weight,
         "psysuicide": config.psysuicide_weight,
         "written": config.written_weight,
     }
@@ -146,7 +152,7 @@ def fit(
 
 
 def provenance(examples: int) -> Provenance:
-    files = (WRITTEN, REAL, PSYSUICIDE, PSYSUICIDE_PART)
+    files = (WRITTEN, REAL, REAL_SCORED, PSYSUICIDE, PSYSUICIDE_PART)
     return Provenance(
         sources={_shown(path): _sha256(path.read_bytes()) for path in files},
         rules_sha256=rules_digest(),
