@@ -305,3 +305,16 @@ def test_the_cross_validation_report_marks_each_shipped_threshold():
     assert report.count("<- shipped") == 3
     for name in ("crisis_at", "lowered_crisis_at", "concern_at"):
         assert f"{name} " in report
+
+
+def test_learned_probability_ranks_before_any_bar():
+    """What a labelling round ranks by: 1 for a crisis the rules and context cues found, else
+    the raw P(crisis), not clamped below crisis_at the way the detector's score is."""
+    assert care.learned_probability("我已经想好了，就在今晚", ["我不想活了"]) == 1.0
+    everyday = care.learned_probability("今天天气不错，我们去公园散步了")
+    assert 0.0 <= everyday < care.CONCERN_AT
+    lowered = "我没有想死，只是最近很累，但我朋友说她想自杀"
+    assert care.decide(lowered).level != "crisis"
+    assert care.learned_probability(lowered) == pytest.approx(
+        float(care.decide(lowered).reasons[-1].removeprefix("learned:")), abs=0.005
+    )

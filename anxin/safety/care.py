@@ -83,15 +83,34 @@ class CrisisDetector:
 
 def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     """The local decision: rules, context cues and the learned stage (no guard model)."""
-    alone = read_rules(text)
-    normal = matching_text(text)
-    conversation = Conversation.of(context)
-    in_context = with_context(alone, normal, conversation)
+    alone, normal, conversation, in_context = _read(text, context)
     model = shipped_classifier()
     if model is None:
         return replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
     prediction = model.predict(evidence(normal, alone, in_context, conversation))
     return _weighed(in_context, normal, prediction, conversation)
+
+
+def learned_probability(text: str, context: Sequence[dict | str] = ()) -> float:
+    """The learned stage's P(crisis) for a message before any bar (1 where the rules and
+    context cues already call it a crisis): what a labelling round ranks messages by."""
+    alone, normal, conversation, in_context = _read(text, context)
+    if in_context.level == "crisis":
+        return 1.0
+    model = shipped_classifier()
+    if model is None:
+        raise RuntimeError("the care layer's shipped weights are missing")
+    return model.predict(evidence(normal, alone, in_context, conversation)).probability
+
+
+def _read(
+    text: str, context: Sequence[dict | str]
+) -> tuple[Assessment, str, Conversation, Assessment]:
+    """The rules' reading alone, the normalised text, the conversation, and the reading in it."""
+    alone = read_rules(text)
+    normal = matching_text(text)
+    conversation = Conversation.of(context)
+    return alone, normal, conversation, with_context(alone, normal, conversation)
 
 
 def rules_in_context(text: str, context: Sequence[dict | str] = ()) -> Assessment:

@@ -153,26 +153,6 @@ def scored_sample(
     return _samples(dialogues, chosen)
 
 
-def learned_probability(text: str, context: list[dict]) -> float:
-    """The shipped learned stage's P(crisis) for a message after `context` (1 where the rules
-    and context cues already call it a crisis)."""
-    from anxin.safety import care
-    from anxin.safety.classifier import shipped_classifier
-    from anxin.safety.context import Conversation, with_context
-    from anxin.safety.detector import read_rules
-    from anxin.safety.text import matching_text
-
-    alone, normal = read_rules(text), matching_text(text)
-    conversation = Conversation.of(context)
-    in_context = with_context(alone, normal, conversation)
-    if in_context.level == "crisis":
-        return 1.0
-    model = shipped_classifier()
-    if model is None:
-        raise RuntimeError("the care layer's shipped weights are missing")
-    return model.predict(care.evidence(normal, alone, in_context, conversation)).probability
-
-
 def labelled_ids(folder: Path) -> set[str]:
     """The ids of every message already in the labelled files of `folder` (both parts)."""
     return {
@@ -317,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         samples, batches = sample_messages(dialogues), BATCHES
     else:
         labelled = labelled_ids(args.labelled)
-        samples = scored_sample(dialogues, labelled, learned_probability)
+        from anxin.safety import care  # the shipped weights: only this verb needs them
+
+        samples = scored_sample(dialogues, labelled, care.learned_probability)
         batches = SCORED_BATCHES
     lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
     write_text(args.out / "samples.jsonl", lines)
