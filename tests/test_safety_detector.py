@@ -161,6 +161,9 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("初中生，想自杀怎么办", "crisis"),  # a pupil now, not a story of school days
         ("好久不见，想死他了", "none"),  # missing someone
         ("我没有想死，就是太累了", "none"),  # a real negation still lowers
+        ("我股票亏了，但我不想跳楼", "none"),  # 不 right before the match's own 想
+        ("我不想去死，我只是想休息", "none"),
+        ("如果来访者有自杀倾向，我该怎么做", "none"),  # a counsellor's question
     ],
     ids=repr,
 )

@@ -182,7 +182,10 @@ class _Message:
 
 
 def _negated(message: _Message, clause_start: int, match_start: int) -> bool:
-    cue = message.last("negation", clause_start, match_start)
+    # 不想去死: a negation may hold the match's first character (the match begins at 想)
+    cue = message.last("negation", clause_start, match_start + 1)
+    if cue is not None and cue.start() >= match_start:  # the match's own 不想 (不想活)
+        cue = message.last("negation", clause_start, match_start)
     if cue is None:
         return False
     between = message.text[cue.end() : match_start]
