@@ -8,8 +8,8 @@ Training data (development data only; the frozen held-out parts are never read h
 - `anxin/resources/crisis_train.jsonl`: written messages, half crisis, half hard negatives;
 - `data/safety_real/smilechat_dev.jsonl`: real client messages labelled in their conversations;
 - `data/safety_real/smilechat_scored_dev.jsonl`: a second round from the same development
-  dialogues, the messages the learned stage was least sure of (not in the figures printed by
-  `--cv`, which stay comparable with the first round's);
+  dialogues, the unlabelled messages the learned stage scored highest and a random share
+  (weight `scored_weight`; not in the figures `--cv` prints, which stay the first round's);
 - `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline.
 
 Each message is read the way the detector reads it (`care.evidence`: the rules' reading, the
