@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from anxin.safety import CrisisDetector, care, commands, detect_language, normalize, training
 from anxin.safety import classifier as clf
 from anxin.safety.rules import CRISIS_CATEGORIES
-from anxin.safety.sets import Example, read_examples
+from anxin.safety.sets import Example, LabelledSetError, read_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT / "data" / "safety_dev.jsonl"
@@ -48,6 +49,68 @@ def test_an_unknown_crisis_category_names_its_line(tmp_path):
     path.write_text('{"text": "x", "label": "crisis", "category": "sad"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 1: crisis category 'sad'"):
         training.target_class(read_examples(path)[0])
+
+
+# --- paraphrases of the development messages ------------------------------------------------------
+
+
+def test_a_paraphrase_is_its_source_reworded_in_its_sources_fold(tmp_path):
+    context = [
+        {"role": "user", "content": "最近很难熬"},
+        {"role": "assistant", "content": "愿意多说说吗"},
+    ]
+    real = Example(
+        4, "想一了百了", "crisis", "suicidal_ideation", context, "crisis", id="smile-7-t03"
+    )
+    psy = Example(12, "累死了", "non_crisis", "unrelated")
+    sources = {"smile-7-t03": (real, "real_scored"), "psysuicide:12": (psy, "psysuicide")}
+    path = tmp_path / "paraphrases.jsonl"
+    lines = [
+        {"source": "smile-7-t03", "text": "真想结束这一切"},
+        {"source": "psysuicide:12", "text": "累成狗了"},
+        {"source": "smile-7-t03", "text": "活着没意思，不如走了"},
+    ]
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    first, second, third = training.paraphrased(sources, path)
+    assert first[0] == replace(real, text="真想结束这一切")  # label, category, conversation kept
+    assert first[1] == "real:smile-7"  # the dialogue's fold, whichever round labelled it
+    assert second == (replace(psy, text="累成狗了"), "psysuicide:12", 1.0)
+    assert first[2] == third[2] == 0.5  # two rewordings of one message share its weight
+
+
+@pytest.mark.parametrize(
+    "line,problem",
+    [
+        (
+            '{"source": "smile-999-t01", "text": "不想活了"}',
+            ":1: source: 'smile-999-t01' is not a development message",
+        ),
+        ('{"source": "smile-7-t03", "text": "  "}', ":1: text: missing"),
+        ("{not json", ":1: (line): not valid JSON"),
+    ],
+)
+def test_a_bad_paraphrase_line_names_its_line_and_field(tmp_path, line, problem):
+    example = Example(1, "想死", "crisis", "suicidal_ideation", id="smile-7-t03")
+    path = tmp_path / "paraphrases.jsonl"
+    path.write_text(line, encoding="utf-8")
+    with pytest.raises(LabelledSetError, match=re.escape(f"{path}{problem}")):
+        training.paraphrased({"smile-7-t03": (example, "real")}, path)
+
+
+def test_the_shipped_paraphrases_reword_development_messages_only():
+    """A held-out message (or anything else) as a source would fail to load."""
+    sets = (
+        ("real", read_examples(training.REAL)),
+        ("real_scored", read_examples(training.REAL_SCORED)),
+        ("psysuicide", read_examples(training.PSYSUICIDE, "dev")),
+    )
+    sources = {
+        training._paraphrase_key(e, name): (e, name) for name, examples in sets for e in examples
+    }
+    paraphrases = training.paraphrased(sources)
+    assert len(paraphrases) > 1500
+    crises = sum(example.label == "crisis" for example, _, _ in paraphrases)
+    assert 0.4 < crises / len(paraphrases) < 0.8
 
 
 # --- training and the shipped weights --------------------------------------------------------------
@@ -244,7 +307,7 @@ def test_safety_eval_on_the_written_dev_set_keeps_its_recall_at_the_chosen_false
     capsys, tmp_path
 ):
     """Before the learned stage read real text: recall 0.998 (406/407), false-positive rate
-    0.005. Its threshold now trades written hard negatives for real recall (0.038 measured, the
+    0.005. Its threshold now trades written hard negatives for real recall (0.043 measured, the
     table in rules/classifier.yaml); recall must not drop, false alarms not pass 0.06."""
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)

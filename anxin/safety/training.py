@@ -10,7 +10,10 @@ Training data (development data only; the frozen held-out parts are never read h
 - `data/safety_real/smilechat_scored_dev.jsonl`: a second round from the same development
   dialogues, the unlabelled messages the learned stage scored highest and a random share
   (weight `scored_weight`; not in the figures `--cv` prints, which stay the first round's);
-- `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline.
+- `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline;
+- `data/safety_real/paraphrases_dev.jsonl`: rewordings of the development messages above,
+  written by helpers with `paraphrase_guide.md`; each takes its source's label and conversation
+  and sits in its source dialogue's fold (weight `paraphrase_weight`).
 
 Each message is read the way the detector reads it (`care.evidence`: the rules' reading, the
 context cues, the conversation), so the features match at training and at use. The weights
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,7 +57,7 @@ from anxin.safety.context import Conversation, with_context
 from anxin.safety.detector import read_rules
 from anxin.safety.measure import pr_auc, recall_at_fpr
 from anxin.safety.rules import FOLDER as RULES_FOLDER
-from anxin.safety.sets import Example, read_examples
+from anxin.safety.sets import Example, LabelledSetError, read_examples
 from anxin.safety.text import detect_language, matching_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +67,7 @@ REAL = ROOT / "data" / "safety_real" / "smilechat_dev.jsonl"
 REAL_SCORED = ROOT / "data" / "safety_real" / "smilechat_scored_dev.jsonl"
 PSYSUICIDE = ROOT / "data" / "psysuicide" / "valid.json"
 PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
+PARAPHRASES = ROOT / "data" / "safety_real" / "paraphrases_dev.jsonl"
 # The rules files whose reading the learned stage is trained on (not reply.yaml or judge.yaml).
 READING_RULES = ("crisis", "concern", "signs", "judgement", "context", "classifier", "lexicon")
 FOLDS = 5
@@ -87,8 +93,9 @@ class Sample:
 
     evidence: Evidence
     target: int
-    source: str  # real, psysuicide, written
+    source: str  # real, real_scored, psysuicide, paraphrase, written
     group: str  # folds keep a dialogue together
+    share: float = 1.0  # of its source's weight: a message's paraphrases share one weight
 
 
 def target_class(example: Example) -> int:
@@ -124,11 +131,54 @@ def training_samples() -> list[Sample]:
         ("real_scored", read_examples(REAL_SCORED)),
         ("psysuicide", read_examples(PSYSUICIDE, "dev")),
     )
-    return [
+    samples = [
         Sample(evidence_of(example), target_class(example), source, _group(example, source))
         for source, examples in sets
         for example in examples
     ]
+    sources = {
+        _paraphrase_key(e, source): (e, source) for source, examples in sets[1:] for e in examples
+    }
+    return samples + [
+        Sample(evidence_of(example), target_class(example), "paraphrase", group, share)
+        for example, group, share in paraphrased(sources)
+    ]
+
+
+def _paraphrase_key(example: Example, source: str) -> str:
+    """How paraphrases_dev.jsonl names its source: smile-6-t04, or psysuicide:LINE."""
+    return f"psysuicide:{example.line}" if source == "psysuicide" else str(example.id)
+
+
+def paraphrased(
+    sources: dict[str, tuple[Example, str]], path: Path = PARAPHRASES
+) -> list[tuple[Example, str, float]]:
+    """Each paraphrase as its source message reworded (the source's label, category and
+    conversation), with the source's group, so cross-validation never trains on a rewording
+    of a message it scores, and its share of the source's weight: crises have two paraphrases
+    and hard negatives one, and an even share keeps the classes as balanced as their sources
+    (uneven, the crisis paraphrases raised P(crisis) of bland text like 今天天气不错 to the
+    concern line). Only development messages are sources: a key naming anything else fails."""
+    paraphrases = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise LabelledSetError(
+                f"{path}:{number}: (line): not valid JSON ({error.msg})"
+            ) from None
+        key, text = record.get("source"), record.get("text")
+        if key not in sources:
+            raise LabelledSetError(
+                f"{path}:{number}: source: {key!r} is not a development message "
+                "(smile-<dialogue>-t<turn> of the real dev files, or psysuicide:<line> of its dev part)"
+            )
+        if not isinstance(text, str) or not text.strip():
+            raise LabelledSetError(f"{path}:{number}: text: missing or not a non-empty string")
+        example, source = sources[key]
+        paraphrases.append((key, replace(example, text=text), _group(example, source)))
+    count = Counter(key for key, _, _ in paraphrases)
+    return [(example, group, 1.0 / count[key]) for key, example, group in paraphrases]
 
 
 def fit(
@@ -140,19 +190,20 @@ def fit(
         "real_scored": config.scored_weight,
         "psysuicide": config.psysuicide_weight,
         "written": config.written_weight,
+        "paraphrase": config.paraphrase_weight,
     }
     if rows is None:
         rows = [features(sample.evidence, config) for sample in samples]
     return train(
         rows,
         [sample.target for sample in samples],
-        [weight[sample.source] for sample in samples],
+        [weight[sample.source] * sample.share for sample in samples],
         config,
     )
 
 
 def provenance(examples: int) -> Provenance:
-    files = (WRITTEN, REAL, REAL_SCORED, PSYSUICIDE, PSYSUICIDE_PART)
+    files = (WRITTEN, REAL, REAL_SCORED, PSYSUICIDE, PSYSUICIDE_PART, PARAPHRASES)
     return Provenance(
         sources={_shown(path): _sha256(path.read_bytes()) for path in files},
         rules_sha256=rules_digest(),
