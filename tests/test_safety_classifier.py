@@ -87,6 +87,7 @@ def test_a_paraphrase_is_its_source_reworded_in_its_sources_fold(tmp_path):
         ),
         ('{"source": "smile-7-t03", "text": "  "}', ":1: text: missing"),
         ("{not json", ":1: (line): not valid JSON"),
+        ('["smile-7-t03"]', ":1: (line): must be a JSON object"),
     ],
 )
 def test_a_bad_paraphrase_line_names_its_line_and_field(tmp_path, line, problem):

@@ -84,16 +84,22 @@ def read_examples(path: Path, part: str | None = None) -> list[Example]:
     return examples
 
 
+def json_record(path: Path, number: int, raw: str) -> dict:
+    """One line of a JSONL file as a JSON object; anything else names FILE:LINE."""
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise LabelledSetError(f"{path}:{number}: (line): not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise LabelledSetError(f"{path}:{number}: (line): must be a JSON object")
+    return record
+
+
 def _parse_line(path: Path, number: int, raw: str) -> Example:
     def fail(field: str, problem: str) -> LabelledSetError:
         return LabelledSetError(f"{path}:{number}: {field}: {problem}")
 
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise fail("(line)", f"not valid JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise fail("(line)", "must be a JSON object")
+    record = json_record(path, number, raw)
     if not isinstance(record.get("text"), str) or not record["text"].strip():
         raise fail("text", "missing or not a non-empty string")
     if record.get("label") not in LABELS:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 import time
@@ -57,7 +56,7 @@ from anxin.safety.context import Conversation, with_context
 from anxin.safety.detector import read_rules
 from anxin.safety.measure import pr_auc, recall_at_fpr
 from anxin.safety.rules import FOLDER as RULES_FOLDER
-from anxin.safety.sets import Example, LabelledSetError, read_examples
+from anxin.safety.sets import Example, LabelledSetError, json_record, read_examples
 from anxin.safety.text import detect_language, matching_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,12 +160,7 @@ def paraphrased(
     concern line). Only development messages are sources: a key naming anything else fails."""
     paraphrases = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise LabelledSetError(
-                f"{path}:{number}: (line): not valid JSON ({error.msg})"
-            ) from None
+        record = json_record(path, number, raw)
         key, text = record.get("source"), record.get("text")
         if key not in sources:
             raise LabelledSetError(
