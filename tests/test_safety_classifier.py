@@ -87,6 +87,7 @@ def test_a_paraphrase_is_its_source_reworded_in_its_sources_fold(tmp_path):
         ),
         ('{"source": "smile-7-t03", "text": "  "}', ":1: text: missing"),
         ("{not json", ":1: (line): not valid JSON"),
+        ('{"source": ["smile-7-t03"], "text": "不想活了"}', ":1: source: ['smile-7-t03'] is not"),
         ('["smile-7-t03"]', ":1: (line): must be a JSON object"),
     ],
 )
@@ -100,14 +101,7 @@ def test_a_bad_paraphrase_line_names_its_line_and_field(tmp_path, line, problem)
 
 def test_the_shipped_paraphrases_reword_development_messages_only():
     """A held-out message (or anything else) as a source would fail to load."""
-    sets = (
-        ("real", read_examples(training.REAL)),
-        ("real_scored", read_examples(training.REAL_SCORED)),
-        ("psysuicide", read_examples(training.PSYSUICIDE, "dev")),
-    )
-    sources = {
-        training._paraphrase_key(e, name): (e, name) for name, examples in sets for e in examples
-    }
+    sources = training.paraphrase_sources(training.development_sets())
     paraphrases = training.paraphrased(sources)
     assert len(paraphrases) > 1500
     crises = sum(example.label == "crisis" for example, _, _ in paraphrases)

@@ -124,29 +124,38 @@ def _group(example: Example, source: str) -> str:
 
 
 def training_samples() -> list[Sample]:
-    sets = (
-        ("written", read_examples(WRITTEN)),
-        ("real", read_examples(REAL)),
-        ("real_scored", read_examples(REAL_SCORED)),
-        ("psysuicide", read_examples(PSYSUICIDE, "dev")),
-    )
+    development = development_sets()
+    sets = (("written", read_examples(WRITTEN)), *development)
     samples = [
         Sample(evidence_of(example), target_class(example), source, _group(example, source))
         for source, examples in sets
         for example in examples
     ]
-    sources = {
-        _paraphrase_key(e, source): (e, source) for source, examples in sets[1:] for e in examples
-    }
     return samples + [
         Sample(evidence_of(example), target_class(example), "paraphrase", group, share)
-        for example, group, share in paraphrased(sources)
+        for example, group, share in paraphrased(paraphrase_sources(development))
     ]
 
 
-def _paraphrase_key(example: Example, source: str) -> str:
-    """How paraphrases_dev.jsonl names its source: smile-6-t04, or psysuicide:LINE."""
-    return f"psysuicide:{example.line}" if source == "psysuicide" else str(example.id)
+def development_sets() -> tuple[tuple[str, list[Example]], ...]:
+    """The labelled development messages by source: real, real_scored and psysuicide."""
+    return (
+        ("real", read_examples(REAL)),
+        ("real_scored", read_examples(REAL_SCORED)),
+        ("psysuicide", read_examples(PSYSUICIDE, "dev")),
+    )
+
+
+def paraphrase_sources(
+    development: Sequence[tuple[str, list[Example]]],
+) -> dict[str, tuple[Example, str]]:
+    """The messages paraphrases_dev.jsonl may reword, by the key it names them with:
+    smile-6-t04 for the real files, psysuicide:LINE for PsySUICIDE's dev part."""
+    return {
+        f"psysuicide:{e.line}" if source == "psysuicide" else str(e.id): (e, source)
+        for source, examples in development
+        for e in examples
+    }
 
 
 def paraphrased(
@@ -162,7 +171,7 @@ def paraphrased(
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         record = json_record(path, number, raw)
         key, text = record.get("source"), record.get("text")
-        if key not in sources:
+        if not isinstance(key, str) or key not in sources:
             raise LabelledSetError(
                 f"{path}:{number}: source: {key!r} is not a development message "
                 "(smile-<dialogue>-t<turn> of the real dev files, or psysuicide:<line> of its dev part)"
