@@ -128,26 +128,13 @@ def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float = 100.
     return lambda z: 1.0 / (1.0 + np.exp(-(((z - mean) / scale) @ coef + bias)))
 
 
-def sample_weights(samples) -> np.ndarray:
-    """The shipped model's weight for each sample (`anxin.safety.training.fit`)."""
-    config = training.CONFIG
-    weight = {
-        "real": config.real_weight,
-        "real_scored": config.scored_weight,
-        "psysuicide": config.psysuicide_weight,
-        "written": config.written_weight,
-        "paraphrase": config.paraphrase_weight,
-    }
-    return np.array([weight[s.source] * s.share for s in samples])
-
-
 def is_held(sample, fold: int) -> bool:
     return sample.source != "written" and training.fold_of(sample.group) == fold
 
 
 def out_of_fold_head(x: np.ndarray, samples) -> np.ndarray:
     y = np.array([s.target != 0 for s in samples], dtype=np.float64)
-    w = sample_weights(samples)
+    w = np.array(training.sample_weights(samples))
     scores = np.full(len(samples), np.nan)
     for fold in range(training.FOLDS):
         held = np.array([is_held(s, fold) for s in samples])
@@ -207,7 +194,7 @@ def fine_tuned_m3e(samples, fold: int, epochs: int = 2, seed: int = 0) -> dict[i
     encoder, head = AutoModel.from_pretrained(folder), torch.nn.Linear(512, 1)
     texts = [s.evidence.text for s in samples]
     y = torch.tensor([float(s.target != 0) for s in samples])
-    w = torch.tensor(sample_weights(samples), dtype=torch.float32)
+    w = torch.tensor(training.sample_weights(samples), dtype=torch.float32)
     held = [i for i, s in enumerate(samples) if is_held(s, fold)]
     kept = sorted(set(range(len(samples))) - set(held), key=lambda i: len(texts[i]))
 

@@ -188,6 +188,14 @@ def fit(
     samples: Sequence[Sample], config: TrainingConfig = CONFIG, rows: Sequence | None = None
 ) -> CrisisClassifier:
     """Train on `samples` (`rows`: their features, when already computed)."""
+    if rows is None:
+        rows = [features(sample.evidence, config) for sample in samples]
+    targets = [sample.target for sample in samples]
+    return train(rows, targets, sample_weights(samples, config), config)
+
+
+def sample_weights(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> list[float]:
+    """Each sample's training weight: its source's, times its share of it (a paraphrase's)."""
     weight = {
         "real": config.real_weight,
         "real_scored": config.scored_weight,
@@ -195,14 +203,7 @@ def fit(
         "written": config.written_weight,
         "paraphrase": config.paraphrase_weight,
     }
-    if rows is None:
-        rows = [features(sample.evidence, config) for sample in samples]
-    return train(
-        rows,
-        [sample.target for sample in samples],
-        [weight[sample.source] * sample.share for sample in samples],
-        config,
-    )
+    return [weight[sample.source] * sample.share for sample in samples]
 
 
 def provenance(examples: int) -> Provenance:
