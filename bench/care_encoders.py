@@ -70,6 +70,12 @@ def m3e_folder() -> Path:
     return Path(spec.origin).parent / "m3e-small"
 
 
+def mean_pooled(model, batch):
+    """The mean of the last layer over each text's own tokens (m3e's pooling)."""
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return (model(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
+
+
 def m3e_encoder():
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -80,9 +86,7 @@ def m3e_encoder():
     def encode(texts):
         with torch.no_grad():
             batch = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            hidden = model(**batch).last_hidden_state
-            return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+            return mean_pooled(model, batch).numpy()
 
     return encode
 
@@ -128,16 +132,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float = 100.
     return lambda z: 1.0 / (1.0 + np.exp(-(((z - mean) / scale) @ coef + bias)))
 
 
-def is_held(sample, fold: int) -> bool:
-    return sample.source != "written" and training.fold_of(sample.group) == fold
-
-
 def out_of_fold_head(x: np.ndarray, samples) -> np.ndarray:
     y = np.array([s.target != 0 for s in samples], dtype=np.float64)
     w = np.array(training.sample_weights(samples))
     scores = np.full(len(samples), np.nan)
     for fold in range(training.FOLDS):
-        held = np.array([is_held(s, fold) for s in samples])
+        held = np.array([training.is_held(s, fold) for s in samples])
         head = fit_head(x[~held], y[~held], w[~held])
         scores[held] = head(x[held])
     return scores
@@ -157,7 +157,7 @@ def figures(samples, scores: np.ndarray, fold: int | None = None) -> dict:
     out = {}
     for part in PARTS:
         chosen = np.array(
-            [s.source == part and (fold is None or is_held(s, fold)) for s in samples]
+            [s.source == part and (fold is None or training.is_held(s, fold)) for s in samples]
         )
         labels = np.array([s.target != 0 for s in samples])[chosen]
         out[part] = {
@@ -195,7 +195,7 @@ def fine_tuned_m3e(samples, fold: int, epochs: int = 2, seed: int = 0) -> dict[i
     texts = [s.evidence.text for s in samples]
     y = torch.tensor([float(s.target != 0) for s in samples])
     w = torch.tensor(training.sample_weights(samples), dtype=torch.float32)
-    held = [i for i, s in enumerate(samples) if is_held(s, fold)]
+    held = [i for i, s in enumerate(samples) if training.is_held(s, fold)]
     kept = sorted(set(range(len(samples))) - set(held), key=lambda i: len(texts[i]))
 
     def logits(chosen):
@@ -206,9 +206,7 @@ def fine_tuned_m3e(samples, fold: int, epochs: int = 2, seed: int = 0) -> dict[i
             truncation=True,
             max_length=160,
         )
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (encoder(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
-        return head(pooled).squeeze(-1)
+        return head(mean_pooled(encoder, batch)).squeeze(-1)
 
     batches = [kept[i : i + 16] for i in range(0, len(kept), 16)]  # similar lengths together
     total = len(batches) * epochs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anxin.safety.training import Sample
-from bench.care_encoders import averaged, embed, is_held, out_of_fold_head
+from anxin.safety.training import Sample, is_held
+from bench.care_encoders import averaged, embed, out_of_fold_head
 
 
 def _samples(n: int) -> list[Sample]:

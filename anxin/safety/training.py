@@ -238,15 +238,18 @@ def fold_of(group: str, folds: int = FOLDS) -> int:
     return int(hashlib.sha256(f"anxin-cv-v1:{group}".encode()).hexdigest(), 16) % folds
 
 
+def is_held(sample: Sample, fold: int) -> bool:
+    """Whether cross-validation scores `sample` in `fold` (the written ones are always trained on)."""
+    return sample.source != "written" and fold_of(sample.group) == fold
+
+
 def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> np.ndarray:
     """P(crisis) for every real and PsySUICIDE sample from a model that never saw its dialogue
     (NaN for the written ones, which are always trained on)."""
     rows = [features(sample.evidence, config) for sample in samples]
     scores = np.full(len(samples), np.nan)
     for fold in range(FOLDS):
-        held = {
-            i for i, s in enumerate(samples) if s.source != "written" and fold_of(s.group) == fold
-        }
+        held = {i for i, s in enumerate(samples) if is_held(s, fold)}
         kept = [i for i in range(len(samples)) if i not in held]
         model = fit([samples[i] for i in kept], config, [rows[i] for i in kept])
         for i in held:
