@@ -32,11 +32,14 @@ def test_parts_follow_the_split_made_before_labelling():
                  for part in ("dev", "heldout")}  # fmt: skip
     assert not dialogues["dev"] & dialogues["heldout"]
     assert len(read("smilechat_heldout.jsonl")) >= 1000
-    # The second round comes from development dialogues only, and labels nothing twice.
-    scored = read("smilechat_scored_dev.jsonl")
-    assert not any(corpus.heldout(r["id"].split("-")[1]) for r in scored)
-    assert not {r["id"] for r in scored} & set((REAL / "dev_ids.txt").read_text().split())
-    assert {r["stratum"] for r in scored} == {"scored_top", "scored_random"}
+    # Rounds 2 and 3 come from development dialogues only, and no message is labelled twice.
+    seen = set((REAL / "dev_ids.txt").read_text().split())
+    for name in ("smilechat_scored_dev.jsonl", "smilechat_scored3_dev.jsonl"):
+        scored = read(name)
+        assert not any(corpus.heldout(r["id"].split("-")[1]) for r in scored)
+        assert not {r["id"] for r in scored} & seen
+        assert {r["stratum"] for r in scored} == {"scored_top", "scored_random"}
+        seen |= {r["id"] for r in scored}
 
 
 def smilechat_folder(tmp_path: Path) -> Path:
@@ -121,12 +124,18 @@ def test_a_scored_round_takes_unlabelled_dev_messages_by_score(tmp_path, monkeyp
     best = sorted(eligible, key=lambda e: (-e[0], int(e[1]), e[2]))[:5]
     assert {corpus.message_id(d, i) for _, d, i in best} == {s["id"] for s in top}
     assert sum(s["stratum"] == "scored_random" for s in samples) == 3
+    # A later round ranks the same way; its round number seeds a different random share.
+    later = corpus.scored_sample(dialogues, labelled, score, round_number=3)
+    assert {s["id"] for s in later if s["stratum"] == "scored_top"} == {s["id"] for s in top}
+    chance = [s["id"] for s in samples if s["stratum"] == "scored_random"]
+    assert chance != [s["id"] for s in later if s["stratum"] == "scored_random"]
     # Labelled ids are read from the files of the corpus folder.
     folder = tmp_path / "labelled"
     folder.mkdir()
     (folder / "smilechat_dev.jsonl").write_text(json.dumps({"id": "smile-1-t00"}) + "\n")
     (folder / "smilechat_scored_dev.jsonl").write_text(json.dumps({"id": "smile-2-t02"}) + "\n")
-    assert corpus.labelled_ids(folder) == {"smile-1-t00", "smile-2-t02"}
+    (folder / "smilechat_scored3_dev.jsonl").write_text(json.dumps({"id": "smile-2-t04"}) + "\n")
+    assert corpus.labelled_ids(folder) == {"smile-1-t00", "smile-2-t02", "smile-2-t04"}
 
 
 def test_assemble_writes_a_second_round_under_its_own_prefix(tmp_path):

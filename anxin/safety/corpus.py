@@ -10,14 +10,16 @@ then split into a development part and a frozen held-out part by a hash of their
 anything is labelled, and the labelling batches are written: dialogues shown in full up to the
 last sampled message, sampled messages marked, no part names and no detector output.
 
-`sample-scored` draws a second round from the development dialogues only (the held-out ones
-stay frozen): the client messages not labelled yet that the shipped learned stage scores
-highest, where the crises it is unsure of and the hard negatives are, and a random share of the
-rest. It is written to a work folder like `sample`.
+`sample-scored` draws a later round from the development dialogues only (the held-out ones
+stay frozen): the client messages no round has labelled yet that the shipped learned stage
+scores highest, where the crises it is unsure of and the hard negatives are, and a random share
+of the rest. It is written to a work folder like `sample`. `--round N` seeds the random share
+(round 2 was the first of these; round 3 was drawn by the weights trained with round 2).
 
 `assemble` joins the labellers' answers to the sampled messages, settles the doubly labelled
 ones (the adjudication file wins), reports agreement, and writes one JSONL per part in the
-format `anxin safety eval` reads (`--prefix smilechat_scored` for the second round).
+format `anxin safety eval` reads (`--prefix smilechat_scored` for round 2,
+`smilechat_scored3` for round 3).
 
     python -m anxin.safety.corpus sample-scored ../shared/data/smilechat/data \
         --labelled data/safety_real --out work/round2
@@ -49,7 +51,7 @@ OTHER_SAMPLE = 1500  # messages from dialogues without risk vocabulary
 OTHER_PER_DIALOGUE = 2  # read a dialogue once, label two of its messages
 DOUBLE_LABEL_SHARE = 1 / 12  # labelled twice, independently, to measure agreement
 BATCHES = 8
-SCORED_TOP = 750  # round 2: the unlabelled dev messages the learned stage scores highest
+SCORED_TOP = 750  # rounds 2 and 3: the unlabelled dev messages the learned stage scores highest
 SCORED_RANDOM = 150  # and a random share of the rest, so the round is not only hard cases
 SCORED_BATCHES = 6
 
@@ -130,11 +132,12 @@ def scored_sample(
     labelled: set[str],
     score: Callable[[str, list[dict]], float],
     seed: int = SEED,
+    round_number: int = 2,
 ) -> list[dict]:
-    """Round 2, development dialogues only: of the client messages not in `labelled`, the
-    SCORED_TOP that `score` (P(crisis) given the earlier turns) ranks highest, and a random
+    """A later round, development dialogues only: of the client messages not in `labelled`,
+    the SCORED_TOP that `score` (P(crisis) given the earlier turns) ranks highest, and a random
     SCORED_RANDOM of the rest."""
-    rng = random.Random(seed + 2)
+    rng = random.Random(seed + round_number)
     pool = [
         (dialogue, i)
         for dialogue, turns in dialogues.items()
@@ -276,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
     sample.add_argument("--out", type=Path, required=True, help="work folder for the batches")
     scored = verbs.add_parser(
-        "sample-scored", help="round 2: unlabelled dev messages the learned stage ranks highest"
+        "sample-scored",
+        help="a later round: unlabelled dev messages the learned stage ranks highest",
     )
+    scored.add_argument("--round", type=int, default=2, help="which round (seeds the random share)")
     scored.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
     scored.add_argument(
         "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         labelled = labelled_ids(args.labelled)
         from anxin.safety import care  # the shipped weights: only this verb needs them
 
-        samples = scored_sample(dialogues, labelled, care.learned_probability)
+        samples = scored_sample(dialogues, labelled, care.learned_probability, SEED, args.round)
         batches = SCORED_BATCHES
     lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
     write_text(args.out / "samples.jsonl", lines)
