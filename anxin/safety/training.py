@@ -7,9 +7,10 @@ Training data (development data only; the frozen held-out parts are never read h
 
 - `anxin/resources/crisis_train.jsonl`: written messages, half crisis, half hard negatives;
 - `data/safety_real/smilechat_dev.jsonl`: real client messages labelled in their conversations;
-- `data/safety_real/smilechat_scored_dev.jsonl`: a second round from the same development
-  dialogues, the unlabelled messages the learned stage scored highest and a random share
-  (weight `scored_weight`; not in the figures `--cv` prints, which stay the first round's);
+- `data/safety_real/smilechat_scored_dev.jsonl` and `smilechat_scored3_dev.jsonl`: rounds 2
+  and 3 from the same development dialogues, the unlabelled messages the learned stage of the
+  time scored highest and a random share (weight `scored_weight`; not in the figures `--cv`
+  prints, which stay the first round's);
 - `data/psysuicide/valid.json`, the items in `dev_idx.txt`, mapped through the guideline;
 - `data/safety_real/paraphrases_dev.jsonl`: rewordings of the development messages above,
   written by helpers with `paraphrase_guide.md`; each takes its source's label and conversation
@@ -63,7 +64,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 WRITTEN = RESOURCES / "crisis_train.jsonl"
 REAL = ROOT / "data" / "safety_real" / "smilechat_dev.jsonl"
-REAL_SCORED = ROOT / "data" / "safety_real" / "smilechat_scored_dev.jsonl"
+REAL_SCORED = tuple(
+    ROOT / "data" / "safety_real" / f"smilechat_{prefix}_dev.jsonl"
+    for prefix in ("scored", "scored3")
+)
 PSYSUICIDE = ROOT / "data" / "psysuicide" / "valid.json"
 PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
 PARAPHRASES = ROOT / "data" / "safety_real" / "paraphrases_dev.jsonl"
@@ -141,7 +145,7 @@ def development_sets() -> tuple[tuple[str, list[Example]], ...]:
     """The labelled development messages by source: real, real_scored and psysuicide."""
     return (
         ("real", read_examples(REAL)),
-        ("real_scored", read_examples(REAL_SCORED)),
+        ("real_scored", [e for path in REAL_SCORED for e in read_examples(path)]),
         ("psysuicide", read_examples(PSYSUICIDE, "dev")),
     )
 
@@ -207,7 +211,7 @@ def sample_weights(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -
 
 
 def provenance(examples: int) -> Provenance:
-    files = (WRITTEN, REAL, REAL_SCORED, PSYSUICIDE, PSYSUICIDE_PART, PARAPHRASES)
+    files = (WRITTEN, REAL, *REAL_SCORED, PSYSUICIDE, PSYSUICIDE_PART, PARAPHRASES)
     return Provenance(
         sources={_shown(path): _sha256(path.read_bytes()) for path in files},
         rules_sha256=rules_digest(),
