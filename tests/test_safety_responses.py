@@ -1,6 +1,7 @@
 """The hotline data file and the fixed words built from it."""
 
 import json
+import os
 from datetime import date
 
 import pytest
@@ -167,3 +168,25 @@ def test_crisis_follow_ups_keep_a_help_line_ask_about_safety_and_rotate(language
         {"role": "assistant", "content": "something the model said"},
     ]
     assert crisis_turns_so_far(history) == 2
+
+
+def test_crisis_turns_are_recognised_after_the_hotline_file_or_the_locale_changes(
+    tmp_path, monkeypatch
+):
+    from anxin.safety.responses import crisis_turns_so_far
+
+    data = json.loads(PACKAGED_HOTLINES.read_text(encoding="utf-8"))
+    custom = tmp_path / "hotlines.json"
+    custom.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("ANXIN_HOTLINES", str(custom))
+    before = [{"role": "assistant", "content": crisis_response("zh")}]
+    assert crisis_turns_so_far(before) == 1
+    data["locales"]["zh-CN"][0]["number"] = "400-161-9995"
+    custom.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    stamp = custom.stat().st_mtime_ns + 1_000_000_000  # a later edit, however coarse the clock
+    os.utime(custom, ns=(stamp, stamp))
+    after = [{"role": "assistant", "content": crisis_response("zh")}]
+    assert "400-161-9995" in after[0]["content"]
+    assert crisis_turns_so_far(after) == 1 and crisis_turns_so_far(before) == 0
+    monkeypatch.setenv("ANXIN_LOCALE", "en-GB")
+    assert crisis_turns_so_far([{"role": "assistant", "content": crisis_response("en")}]) == 1

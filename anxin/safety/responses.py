@@ -254,6 +254,23 @@ def crisis_turns_so_far(messages: Sequence[dict], locale: str | None = None) -> 
     """How many earlier assistant turns of this conversation were the care layer's crisis words
     (the full reply or a follow-up). Text is compared exactly: a reply that is not recognised
     counts as none, so the full crisis reply is given again, the safe side."""
+    replies = [m.get("content", "").strip() for m in messages if m.get("role") == "assistant"]
+    if not replies:
+        return 0
+    path = hotline_file_path()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0  # load_hotline_file, called while building the words, names the problem
+    known = _crisis_words(locale or os.environ.get(LOCALE_ENV), str(path), stamp)
+    return sum(reply in known for reply in replies)
+
+
+@lru_cache(maxsize=8)
+def _crisis_words(locale: str | None, path: str, stamp: int) -> frozenset[str]:
+    """Every text the care layer sends at a crisis, built once per locale and hotline file
+    (`path`, `stamp`: built again when it changes); building them on every message cost a
+    tenth of the detector's time."""
     known = set()
     for language in LANGUAGES:
         for categories in (
@@ -265,11 +282,7 @@ def crisis_turns_so_far(messages: Sequence[dict], locale: str | None = None) -> 
             known.add(crisis_response(language, locale, categories).strip())
         for turn in range(1, len(_followup_variants()[language]) + 1):
             known.add(crisis_followup(language, turn, locale).strip())
-    return sum(
-        1
-        for m in messages
-        if m.get("role") == "assistant" and m.get("content", "").strip() in known
-    )
+    return frozenset(known)
 
 
 def concern_footer(language: str = "zh", locale: str | None = None) -> str:
