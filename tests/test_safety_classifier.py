@@ -14,6 +14,7 @@ from anxin.safety import CrisisDetector, care, commands, detect_language, normal
 from anxin.safety import classifier as clf
 from anxin.safety.rules import CRISIS_CATEGORIES
 from anxin.safety.sets import Example, LabelledSetError, read_examples
+from anxin.safety.text import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT / "data" / "safety_dev.jsonl"
@@ -286,6 +287,32 @@ def test_english_whose_risk_words_the_rules_lowered_is_never_raised_to_crisis(mo
     text = "i would never hurt myself, i promise"
     assert care.LOWERED in care.read_rules(text).reasons
     assert CrisisDetector().assess(text).level != "crisis"
+
+
+def test_a_crisis_sentence_in_a_long_message_is_also_read_alone():
+    """The message's pieces are scaled to unit length, so a crisis sentence among many ordinary
+    ones weighs little; P(crisis) averages the whole with its likeliest sentence read alone."""
+    crisis = ["我不想活了。", "真的想去死。", "活着好累，想死。", "我想结束自己。"]
+    ordinary = ["今天去上课了。", "中午吃了面条。", "下午和同学打球。", "晚上写作业。"]
+    rows = [clf.features(clf.Evidence(normalize(t))) for t in crisis + ordinary]
+    suicidal = clf.CLASSES.index("suicidal_ideation")
+    model = clf.train(rows, [suicidal] * 4 + [0] * 4)
+    post = clf.Evidence(normalize("".join(ordinary * 3) + "我不想活了。" + "".join(ordinary)))
+    row = clf.features(post)
+    whole = float(1.0 - model.probabilities(*row)[0])
+    context = np.zeros(len(clf.CLASSES))  # this evidence has no turns before and no rules' reading
+    alone = [
+        float(1.0 - clf._softmax(model._scores(*clf.message_features(s)) + context + model.bias)[0])
+        for s in split_sentences(post.text)
+    ]
+    pooled = model.predict(post).probability
+    assert pooled == pytest.approx((whole + max(whole, *alone)) / 2, abs=1e-4)
+    assert max(alone) > 0.5 > whole and pooled > whole
+    assert model.crisis_probability(post, row) == pytest.approx(pooled, abs=1e-4)
+    # a message of one sentence is read once
+    short = clf.Evidence(normalize("我不想活了"))
+    whole_short = float(1.0 - model.probabilities(*clf.features(short))[0])
+    assert model.predict(short).probability == pytest.approx(whole_short, abs=1e-4)
 
 
 def test_the_score_reaches_the_threshold_exactly_when_the_level_is_crisis():

@@ -15,7 +15,7 @@ reads `rules`; the rules' reading (`detector`), the conversation (`context`), th
 
 from anxin.safety.care import CrisisDetector
 from anxin.safety.detector import Assessment
-from anxin.safety.guard import ReplyVerdict, StreamGuard, check_reply, split_sentences
+from anxin.safety.guard import ReplyVerdict, StreamGuard, check_reply
 from anxin.safety.responses import (
     DISCLAIMER,
     HotlineFileError,
@@ -28,7 +28,7 @@ from anxin.safety.responses import (
     safe_replacement,
 )
 from anxin.safety.rules import CRISIS_CATEGORIES, LEVELS
-from anxin.safety.text import detect_language, normalize
+from anxin.safety.text import detect_language, normalize, split_sentences
 
 __all__ = [
     "CRISIS_CATEGORIES",

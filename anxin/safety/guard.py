@@ -18,13 +18,12 @@ import re
 from dataclasses import dataclass, field
 
 from anxin.safety.rules import ReplyRule, rulebook
-from anxin.safety.text import normalize
+from anxin.safety.text import SENTENCE_END, normalize, split_sentences
 
 # What a reply may not say, with the hedges that excuse it: rules/reply.yaml, over the shared
 # lexicon of medicines, diagnoses and amounts (rules/lexicon.yaml).
 _RULES = rulebook().reply
 
-_BOUNDARY = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[”’」』）)\"']*")
 _SOFT_BOUNDARY = re.compile(r"[，,；;：:、\s]")
 
 
@@ -53,17 +52,6 @@ def _joined(previous: str, sentence: str) -> str:
     if not previous:
         return sentence
     return previous.rstrip().rstrip("。！？!?.…\n") + "，" + sentence
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences with their end punctuation, in order; joined they give back `text`."""
-    pieces, start = [], 0
-    for boundary in _BOUNDARY.finditer(text):
-        pieces.append(text[start : boundary.end()])
-        start = boundary.end()
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
 
 
 def check_reply(text: str, language: str | None = None) -> ReplyVerdict:
@@ -133,7 +121,7 @@ class StreamGuard:
 
     def _confirmed_boundary(self) -> int | None:
         """End of the first sentence, if no later character could still belong to it."""
-        found = _BOUNDARY.search(self._pending)
+        found = SENTENCE_END.search(self._pending)
         if found is None or found.end() >= len(self._pending):
             return None  # "。" at the very end may be followed by "」", "2." by "5mg"
         return found.end()

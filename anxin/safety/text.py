@@ -29,6 +29,8 @@ _SCRIPT_SEAM = re.compile(r"[\u4e00-\u9fff](?=[a-z])|[a-z](?=[\u4e00-\u9fff])")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
 _TITLE = re.compile(r"《[^》]{0,40}》")
+# A sentence ends at 。！？!?…, a newline, or a full stop before a space, with any closing quote.
+SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[”’」』）)\"']*")
 
 
 def normalize(text: str) -> str:
@@ -55,3 +57,14 @@ def detect_language(text: str) -> str:
     cjk = len(CJK.findall(text))
     latin_words = len(LATIN_WORD.findall(text))
     return "en" if latin_words > cjk else "zh"
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences with their end punctuation, in order; joined they give back `text`."""
+    pieces, start = [], 0
+    for boundary in SENTENCE_END.finditer(text):
+        pieces.append(text[start : boundary.end()])
+        start = boundary.end()
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces

@@ -257,7 +257,7 @@ def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> n
         kept = [i for i in range(len(samples)) if i not in held]
         model = fit([samples[i] for i in kept], config, [rows[i] for i in kept])
         for i in held:
-            scores[i] = float(1.0 - model.probabilities(*rows[i])[0])
+            scores[i] = model.crisis_probability(samples[i].evidence, rows[i])
     return scores
 
 
