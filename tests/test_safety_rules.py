@@ -157,6 +157,18 @@ def test_a_bad_regex_names_the_file_and_the_rule(rules_copy):
         load_rulebook(rules_copy)
 
 
+def test_a_bad_traditional_line_names_its_line(rules_copy):
+    path = rules_copy / "traditional.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comments = sum(line.startswith("#") for line in lines)
+    path.write_text("\n".join([*lines[:comments], "殺 杀", *lines[comments:]]), encoding="utf-8")
+    with pytest.raises(RulesError, match=rf"^traditional\.tsv:{comments + 1}: must be two"):
+        load_rulebook(rules_copy)
+    path.write_text("\n".join([*lines, "殺\t杀"]), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"traditional\.tsv:\d+: 殺 is already mapped to 杀"):
+        load_rulebook(rules_copy)
+
+
 def test_a_missing_lexicon_entry_names_the_closest_one(rules_copy):
     edit(rules_copy, "reply.yaml", "{medications_zh}", "{medication_zh}")
     with pytest.raises(
@@ -254,9 +266,22 @@ def test_bad_input_is_assessed_and_checked_without_crashing(text):
 
 
 def test_traditional_characters_read_as_simplified():
-    from anxin.safety import CrisisDetector
+    from anxin.safety import CrisisDetector, normalize
 
     assert CrisisDetector().assess(BAD_INPUTS["traditional"]).level == "crisis"
+    # every character OpenCC knows, not only those in the patterns: the learned stage reads
+    # the simplified spelling it was trained on
+    assert normalize("擁抱一下，謝謝你們，最近很鬱悶") == normalize(
+        "拥抱一下，谢谢你们，最近很郁闷"
+    )
+    pairs = [
+        ("每天都覺得活著沒有意義，不如消失算了", "每天都觉得活着没有意义，不如消失算了"),
+        ("他昨天又喝醉了，拿皮帶抽我，我躲在廁所裡", "他昨天又喝醉了，拿皮带抽我，我躲在厕所里"),
+        ("考試考砸了，好煩啊，週末想去逛街放鬆一下", "考试考砸了，好烦啊，周末想去逛街放松一下"),
+    ]
+    detector = CrisisDetector()
+    for traditional, simplified in pairs:
+        assert detector.assess(traditional).to_dict() == detector.assess(simplified).to_dict()
 
 
 def test_a_200_kb_message_is_assessed_and_checked():

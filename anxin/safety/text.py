@@ -1,7 +1,7 @@
 """One spelling for matching, and the language of a message: the text helpers of the care layer.
 
 A leaf of `anxin.safety`: the detector, the classifier and the reply guard all read text through
-these, and this module reads only the lexicon's traditional → simplified table.
+these, and this module reads only the rules' traditional → simplified table (traditional.tsv).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import unicodedata
 
 from anxin.safety.rules import rulebook
 
-# Traditional characters that appear in the patterns, so 想自殺 reads like 想自杀.
-# Curly quotes to straight ones, and traditional characters that appear in the patterns to
-# simplified ones (so 想自殺 reads like 想自杀), in one table: one pass over the text.
+# Curly quotes to straight ones, and traditional characters to simplified ones (so 想自殺
+# reads like 想自杀), in one table: one pass over the text.
 _QUOTES = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'}
-_TRADITIONAL = {pair[0]: pair[1] for pair in rulebook().traditional.split() if pair[0] != pair[1]}
-_SPELLING = {**_QUOTES, **_TRADITIONAL}
+_SPELLING = {**_QUOTES, **rulebook().traditional}
 # Replaced where found, not by str.translate: translate looks up every character (3 ms for
 # 20 KB), the search skips the text at C speed, and most messages hold none of these.
 _RESPELL = re.compile("[" + "".join(map(re.escape, _SPELLING)) + "]")

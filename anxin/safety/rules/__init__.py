@@ -1,7 +1,8 @@
 """The care layer's rules as reviewable data: read `rules/*.yaml`, check them, compile them once.
 
     lexicon.yaml     word lists and regex pieces shared by the detector, the reply guard, the
-                     data rubric and the classifier; traditional → simplified characters
+                     data rubric and the classifier
+    traditional.tsv  traditional → simplified characters (OpenCC's table), applied first
     crisis.yaml      detector rules whose match is a crisis (or a concern a cue escalates)
     concern.yaml     detector rules whose match is a concern
     signs.yaml       warning signs that add up to a plan
@@ -166,7 +167,7 @@ class Rulebook:
     reply: tuple[ReplyRule, ...]
     lexicon: Lexicon  # the shared entries only: a file's own are not seen outside it
     word_classes: dict[str, str]  # the classifier's coarse classes, as expanded patterns
-    traditional: str
+    traditional: dict[str, str]  # traditional character -> simplified
 
     def all_cues(self) -> dict[str, Cue]:
         """Every cue, by "<file>.<name>" (signs, judgement, context, classifier)."""
@@ -371,9 +372,9 @@ def _threshold(source: _Source, key: str) -> float:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def _shared_lexicon(folder: Path) -> tuple[_Source, dict[str, str], str]:
+def _shared_lexicon(folder: Path) -> tuple[_Source, dict[str, str]]:
     source = _Source(folder / "lexicon.yaml", Lexicon())
-    _top(source, {"word_classes", "traditional"})
+    _top(source, {"word_classes"})
     for name in source.lexicon.fragments:
         source.compile(f"fragments: {name}", f"{{{name}}}")
     classes = {}
@@ -381,15 +382,31 @@ def _shared_lexicon(folder: Path) -> tuple[_Source, dict[str, str], str]:
         if not _CLASS_NAME.fullmatch(str(name)):
             raise source.fail(f"word_classes: {name}", "a class name is written in CAPITALS")
         classes[name] = source.compile(f"word_classes: {name}", pattern).pattern
-    traditional = source.data["traditional"]
-    if not isinstance(traditional, str) or any(len(pair) != 2 for pair in traditional.split()):
-        raise source.fail("traditional", "must be pairs of characters (繁简) separated by spaces")
-    return source, classes, traditional
+    return source, classes
+
+
+def _traditional(path: Path) -> dict[str, str]:
+    """traditional.tsv: `繁<TAB>简` lines, # comments; a bad line is named."""
+    table = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        pair = line.split("\t")
+        if len(pair) != 2 or any(len(form) != 1 for form in pair) or pair[0] == pair[1]:
+            raise RulesError(
+                f"{path.name}:{number}: must be two different characters, a tab between"
+            )
+        if pair[0] in table:
+            raise RulesError(
+                f"{path.name}:{number}: {pair[0]} is already mapped to {table[pair[0]]}"
+            )
+        table[pair[0]] = pair[1]
+    return table
 
 
 def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     """Read, check and compile every rules file in `folder`."""
-    lexicon, word_classes, traditional = _shared_lexicon(folder)
+    lexicon, word_classes = _shared_lexicon(folder)
     crisis, concern, signs, judgement, context, gate, reply = (
         _Source(folder / f"{name}.yaml", lexicon.lexicon)
         for name in ("crisis", "concern", "signs", "judgement", "context", "classifier", "reply")
@@ -431,7 +448,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         reply=_items(reply, "rules", _reply_rule),
         lexicon=lexicon.lexicon,
         word_classes=word_classes,
-        traditional=traditional,
+        traditional=_traditional(folder / "traditional.tsv"),
     )
 
 
