@@ -14,7 +14,6 @@ from anxin.safety import CrisisDetector, care, commands, detect_language, normal
 from anxin.safety import classifier as clf
 from anxin.safety.rules import CRISIS_CATEGORIES
 from anxin.safety.sets import Example, LabelledSetError, read_examples
-from anxin.safety.text import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT / "data" / "safety_dev.jsonl"
@@ -291,28 +290,71 @@ def test_english_whose_risk_words_the_rules_lowered_is_never_raised_to_crisis(mo
 
 def test_a_crisis_sentence_in_a_long_message_is_also_read_alone():
     """The message's pieces are scaled to unit length, so a crisis sentence among many ordinary
-    ones weighs little; P(crisis) averages the whole with its likeliest sentence read alone."""
+    ones weighs little; P(crisis) averages the whole with its likeliest sentence read alone, in
+    the same conversation."""
     crisis = ["我不想活了。", "真的想去死。", "活着好累，想死。", "我想结束自己。"]
     ordinary = ["今天去上课了。", "中午吃了面条。", "下午和同学打球。", "晚上写作业。"]
     rows = [clf.features(clf.Evidence(normalize(t))) for t in crisis + ordinary]
     suicidal = clf.CLASSES.index("suicidal_ideation")
-    model = clf.train(rows, [suicidal] * 4 + [0] * 4)
-    post = clf.Evidence(normalize("".join(ordinary * 3) + "我不想活了。" + "".join(ordinary)))
-    row = clf.features(post)
+    unsure = replace(clf.CONFIG, steps=3, learning_rate=0.1)  # probabilities inside (0, 1)
+    model = clf.train(rows, [suicidal] * 4 + [0] * 4, config=unsure)
+    text = "".join(ordinary * 3) + "我不想活了。" + "".join(ordinary)
+    post = training.evidence_of(Example(1, text, "crisis", "suicidal_ideation", ["你好", "你好"]))
+    assert len(post.sentences) == 17 and post.has_context
+    row = clf.features(post, unsure)
     whole = float(1.0 - model.probabilities(*row)[0])
-    context = np.zeros(len(clf.CLASSES))  # this evidence has no turns before and no rules' reading
+    context = model._scores(*clf.context_features(post, unsure))
     alone = [
-        float(1.0 - clf._softmax(model._scores(*clf.message_features(s)) + context + model.bias)[0])
-        for s in split_sentences(post.text)
+        float(
+            1.0
+            - clf._softmax(model._scores(*clf.message_features(s, unsure)) + context + model.bias)[
+                0
+            ]
+        )
+        for s in post.sentences
     ]
     pooled = model.predict(post).probability
     assert pooled == pytest.approx((whole + max(whole, *alone)) / 2, abs=1e-4)
-    assert max(alone) > 0.5 > whole and pooled > whole
-    assert model.crisis_probability(post, row) == pytest.approx(pooled, abs=1e-4)
+    assert 0.05 < whole < 0.5 < max(alone) < 0.99 and pooled > whole
     # a message of one sentence is read once
-    short = clf.Evidence(normalize("我不想活了"))
-    whole_short = float(1.0 - model.probabilities(*clf.features(short))[0])
+    short = training.evidence_of(Example(1, "我不想活了", "crisis", "suicidal_ideation"))
+    whole_short = float(1.0 - model.probabilities(*clf.features(short, unsure))[0])
     assert model.predict(short).probability == pytest.approx(whole_short, abs=1e-4)
+
+
+def test_line_breaks_end_sentences_as_punctuation_does():
+    """Normalising joins lines, so a message is split into sentences before it is normalised."""
+    lines = "今天去上课了\n中午吃了面条\n我真的不想活了\n晚上写作业"
+    by_stop = [sentence.rstrip("。") for sentence in clf.sentences_of(lines.replace("\n", "。"))]
+    expected = ["今天去上课了", "中午吃了面条", "我真的不想活了", "晚上写作业"]
+    assert list(clf.sentences_of(lines)) == by_stop == expected
+    assert len(clf.sentences_of("嗯。好的！我想想。")) == 1  # pieces under four characters
+    many = "".join(f"第{i}句话在这里。" for i in range(100))  # 1,000 characters
+    kept = clf.sentences_of(many)
+    assert kept[0] == "第0句话在这里。" and kept[-1] == "第99句话在这里。"
+    assert "第50句话在这里。" not in kept and len(kept) == clf.MAX_SENTENCES
+    assert sum(map(len, kept)) <= clf.SENTENCE_CHARS
+    assert clf.sentences_of("我不想活了。" * 1000) == ()  # a paste is read whole only
+
+
+@pytest.mark.parametrize(
+    "text, context",
+    [
+        ("", []),
+        ("我最近睡不好。工作压力很大。有时候觉得活着没意思。", []),
+        ("I had a long day at work. My boss yelled at me. I just want to sleep.", []),
+        ("今天好累。" * 300, []),  # over max_chars: the whole and its sentences clipped alike
+        (
+            "是的。我已经想好了。就在今晚。",
+            ["我不想活了", {"role": "assistant", "content": "你有没有想过伤害自己？"}],
+        ),
+    ],
+)
+def test_cross_validation_scores_a_message_as_predict_does(text, context):
+    evidence = training.evidence_of(Example(1, text, "non_crisis", "", context))
+    model = clf.shipped_classifier()
+    row = clf.features(evidence, model.config)
+    assert model.crisis_probability(evidence, row) == model.predict(evidence).probability
 
 
 def test_the_score_reaches_the_threshold_exactly_when_the_level_is_crisis():

@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from anxin.safety import corpus
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "safety_real"
@@ -136,6 +138,14 @@ def test_a_scored_round_takes_unlabelled_dev_messages_by_score(tmp_path, monkeyp
     (folder / "smilechat_scored_dev.jsonl").write_text(json.dumps({"id": "smile-2-t02"}) + "\n")
     (folder / "smilechat_scored3_dev.jsonl").write_text(json.dumps({"id": "smile-2-t04"}) + "\n")
     assert corpus.labelled_ids(folder) == {"smile-1-t00", "smile-2-t02", "smile-2-t04"}
+
+
+@pytest.mark.parametrize("value", ["1", "0", "two"])
+def test_a_later_round_is_numbered_two_or_more(tmp_path, value, capsys):
+    with pytest.raises(SystemExit):
+        corpus.main(["sample-scored", str(tmp_path), "--labelled", str(tmp_path), "--out",
+                     str(tmp_path / "w"), "--round", value])  # fmt: skip
+    assert "a later round is 2 or more" in capsys.readouterr().err
 
 
 def test_assemble_writes_a_second_round_under_its_own_prefix(tmp_path):

@@ -169,6 +169,44 @@ def test_a_bad_traditional_line_names_its_line(rules_copy):
         load_rulebook(rules_copy)
 
 
+def test_a_traditional_table_that_chains_or_holds_nothing_is_refused(rules_copy):
+    path = rules_copy / "traditional.tsv"
+    shipped = path.read_text(encoding="utf-8")
+    path.write_text(shipped + "苎\t苧\n", encoding="utf-8")  # 薴 → 苎 is in the table
+    with pytest.raises(RulesError, match=r"traditional\.tsv:\d+: 苎 is itself mapped"):
+        load_rulebook(rules_copy)
+    path.write_text("# only a comment\n", encoding="utf-8")
+    with pytest.raises(RulesError, match=r"^traditional\.tsv: holds no pairs"):
+        load_rulebook(rules_copy)
+
+
+def test_no_pattern_holds_a_character_that_normalising_rewrites():
+    """normalize() simplifies every traditional character first, 著 and 乾 among them, so a
+    pattern written with one would never match."""
+    book = rulebook()
+    rewritten = set(book.traditional)
+
+    def sources(item):
+        for name in ("pattern", "requires", "escalate_if", "unless"):
+            value = getattr(item, name, None)
+            if value is not None:
+                yield getattr(value, "pattern", value)
+
+    patterns = [
+        text
+        for group in (book.crisis, book.concern, book.signs, book.reply)
+        for item in group
+        for text in sources(item)
+    ]
+    for cues in (book.judgement, book.context, book.classifier.cues):
+        patterns += [text for cue in cues.values() for text in sources(cue)]
+    patterns += list(book.word_classes.values())
+    patterns += [word for words in book.lexicon.words.values() for word in words]
+    patterns += list(book.lexicon.fragments.values())
+    found = {ch for text in patterns for ch in str(text) if ch in rewritten}
+    assert len(patterns) > 300 and not found
+
+
 def test_a_missing_lexicon_entry_names_the_closest_one(rules_copy):
     edit(rules_copy, "reply.yaml", "{medications_zh}", "{medication_zh}")
     with pytest.raises(

@@ -32,7 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from anxin.safety.classifier import Evidence, Prediction, shipped_classifier
+from anxin.safety.classifier import Evidence, Prediction, sentences_of, shipped_classifier
 from anxin.safety.context import EVIDENCE_TURNS, Conversation, with_context
 from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules, unique
 from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
@@ -87,7 +87,7 @@ def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     model = shipped_classifier()
     if model is None:
         return replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
-    prediction = model.predict(evidence(normal, alone, in_context, conversation))
+    prediction = model.predict(evidence(text, normal, alone, in_context, conversation))
     return _weighed(in_context, normal, prediction, conversation)
 
 
@@ -100,7 +100,7 @@ def learned_probability(text: str, context: Sequence[dict | str] = ()) -> float:
     model = shipped_classifier()
     if model is None:
         raise RuntimeError("the care layer's shipped weights are missing")
-    return model.predict(evidence(normal, alone, in_context, conversation)).probability
+    return model.predict(evidence(text, normal, alone, in_context, conversation)).probability
 
 
 def _read(
@@ -120,9 +120,10 @@ def rules_in_context(text: str, context: Sequence[dict | str] = ()) -> Assessmen
 
 
 def evidence(
-    normal: str, alone: Assessment, in_context: Assessment, conversation: Conversation
+    text: str, normal: str, alone: Assessment, in_context: Assessment, conversation: Conversation
 ) -> Evidence:
-    """What the learned stage reads about a message (training.py builds the same)."""
+    """What the learned stage reads about a message (`text`, `normal`: as written and
+    normalised; training.py builds the same)."""
     earlier = conversation.earlier[-EVIDENCE_TURNS:]
     readings = conversation.readings[-EVIDENCE_TURNS:]
     return Evidence(
@@ -137,6 +138,7 @@ def evidence(
         asked=conversation.asked,
         asked_about_safety=conversation.asked_about_safety,
         has_context=bool(conversation.messages),
+        sentences=sentences_of(text),
     )
 
 

@@ -41,13 +41,20 @@ import numpy as np
 
 from anxin.atomic import atomic_path
 from anxin.safety.rules import CRISIS_CATEGORIES, rulebook
-from anxin.safety.text import split_sentences
+from anxin.safety.text import matching_text, split_sentences
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 WEIGHTS_FILE = RESOURCES / "crisis_classifier.npz"
 
 # A sentence shorter than this (嗯。好的！) says too little to be read alone.
 MIN_SENTENCE_CHARS = 4
+MAX_SENTENCES = 48  # read alone at most (a paste of 500 short lines is read at 48 of them)
+# Characters of a long message read sentence by sentence: each reading costs about what reading
+# the whole does, so a 20 KB paste stays under 100 ms (one real dev message in 2,257 is longer).
+SENTENCE_CHARS = 480
+# A paste longer than this is read whole only: the rules' reading of it already takes most of
+# the 100 ms a message may cost (real messages are far shorter: the longest real dev one, 771).
+LONGEST_POOLED = 4000
 # Class 0 is "no crisis"; the others are the detector's crisis categories.
 CLASSES: tuple[str, ...] = ("none", *CRISIS_CATEGORIES)
 
@@ -104,6 +111,7 @@ class Evidence:
     asked: str | None = None  # the assistant's turn just before, normalised
     asked_about_safety: bool = False
     has_context: bool = False
+    sentences: tuple[str, ...] = ()  # `sentences_of` the message: read alone too, when 2 or more
 
 
 # --- pieces -------------------------------------------------------------------------------------
@@ -246,6 +254,35 @@ def message_features(text: str, config: TrainingConfig = CONFIG) -> tuple[np.nda
     return _hashed(message_pieces(_clipped(text, config.max_chars)), 1.0, config)
 
 
+def sentences_of(text: str, limit: int = SENTENCE_CHARS) -> tuple[str, ...]:
+    """The sentences of a raw message, each as `matching_text` reads it, split before
+    normalising so a line break ends one (normalising joins lines); none shorter than
+    MIN_SENTENCE_CHARS. Of a long message, as the whole is read (`_clipped`): its first three
+    quarters of `limit` characters and its last quarter, cut at those lengths, and of those at
+    most MAX_SENTENCES, three quarters from the start; of a paste over LONGEST_POOLED, none."""
+    if len(text) > LONGEST_POOLED:
+        return ()
+    pieces = [piece for piece in split_sentences(text) if len(piece.strip()) >= MIN_SENTENCE_CHARS]
+    if sum(map(len, pieces)) > limit:
+        pieces = _budget(pieces, limit * 3 // 4) + _budget(pieces[::-1], limit // 4, end=True)[::-1]
+    if len(pieces) > MAX_SENTENCES:  # each costs a reading: 3/4 from the start, as above
+        start = MAX_SENTENCES * 3 // 4
+        pieces = pieces[:start] + pieces[start - MAX_SENTENCES :]
+    normal = (matching_text(piece) for piece in pieces)
+    return tuple(sentence for sentence in normal if len(sentence) >= MIN_SENTENCE_CHARS)
+
+
+def _budget(pieces: list[str], chars: int, end: bool = False) -> list[str]:
+    """The first pieces that fit in `chars`, the last of them cut to fit (its end, if `end`)."""
+    kept = []
+    for piece in pieces:
+        if chars <= 0:
+            break
+        kept.append(piece[-chars:] if end else piece[:chars])
+        chars -= len(piece)
+    return kept
+
+
 def _hashed(
     pieces, weight: float, config: TrainingConfig, scaled: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +298,7 @@ def _hashed(
 
 @dataclass(frozen=True)
 class Prediction:
-    probability: float  # that the message is a crisis: 1 - P(none)
+    probability: float  # that the message is a crisis: 1 - P(none), sentences pooled (_pooled)
     category: str  # the likeliest crisis category, whatever the probability
 
 
@@ -297,35 +334,35 @@ class CrisisClassifier:
         context = self._scores(*context_features(evidence, self.config))
         probabilities = _softmax(message + context + self.bias)
         category = CLASSES[1 + int(np.argmax(probabilities[1:]))]
-        probability = self._pooled(evidence.text, message, context)
-        return Prediction(round(probability, 4), category)
+        return Prediction(self._pooled(evidence, message, context), category)
 
     def crisis_probability(self, evidence: Evidence, row: tuple[np.ndarray, np.ndarray]) -> float:
-        """What `predict` says P(crisis) is, from the message's `features` already computed."""
+        """`predict`'s P(crisis), given the message's `features` (cross-validation keeps them):
+        only the message's own pieces are hashed again, to take them out of the row."""
         message = self._scores(*message_features(evidence.text, self.config))
-        return self._pooled(evidence.text, message, self._scores(*row) - message)
+        return self._pooled(evidence, message, self._scores(*row) - message)
 
-    def _pooled(self, text: str, message: np.ndarray, context: np.ndarray) -> float:
+    def _pooled(self, evidence: Evidence, message: np.ndarray, context: np.ndarray) -> float:
         """P(crisis) of the whole message, averaged with the largest of it and each of its
         sentences read alone in the same conversation (`message`, `context`: the class scores
-        of the message's own pieces and of the rest).
+        of the message's own pieces and of the rest), to 4 places.
 
         The message's pieces are scaled to unit length, so one crisis sentence in a long post
         weighs little (会止不住地想"杀了我吧让我死" among 200 characters about sleep and
         school); read alone it counts in full. Averaged rather than the largest alone: out of
         fold on dev the largest alone found no more crises at the same false-positive rate."""
         whole = _crisis(message + context + self.bias)
-        read = _clipped(text, self.config.max_chars)  # what the whole was read from
-        sentences = [s for s in split_sentences(read) if len(s.strip()) >= MIN_SENTENCE_CHARS]
-        if len(sentences) < 2:
-            return whole
+        if len(evidence.sentences) < 2:
+            return round(whole, 4)
         alone = (
-            _crisis(self._scores(*message_features(s, self.config)) + context + self.bias)
-            for s in sentences
+            _crisis(self._scores(*message_features(sentence, self.config)) + context + self.bias)
+            for sentence in evidence.sentences
         )
-        return (whole + max(whole, *alone)) / 2
+        return round((whole + max(whole, *alone)) / 2, 4)
 
     def probabilities(self, buckets: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Every class's probability for one row of `features`, the whole message only (not
+        pooled over its sentences, as `predict` is)."""
         return _softmax(self._scores(buckets, values) + self.bias)
 
     def _scores(self, buckets: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ format `anxin safety eval` reads (`--prefix smilechat_scored` for round 2,
 `smilechat_scored3` for round 3).
 
     python -m anxin.safety.corpus sample-scored ../shared/data/smilechat/data \
-        --labelled data/safety_real --out work/round2
+        --labelled data/safety_real --out work/round2 --round 2
     python -m anxin.safety.corpus assemble work/round2 --out data/safety_real \
         --prefix smilechat_scored --labeller "..."
 """
@@ -272,6 +272,12 @@ def assemble(work: Path, out: Path, labeller: str, prefix: str = "smilechat") ->
     return report
 
 
+def _later_round(value: str) -> int:
+    if not value.isdigit() or int(value) < 2:
+        raise argparse.ArgumentTypeError(f"{value!r}: a later round is 2 or more (1 was `sample`)")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anxin.safety.corpus", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -282,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         "sample-scored",
         help="a later round: unlabelled dev messages the learned stage ranks highest",
     )
-    scored.add_argument("--round", type=int, default=2, help="which round (seeds the random share)")
+    scored.add_argument(
+        "--round",
+        type=_later_round,
+        required=True,
+        help="which round, 2 or later (seeds the random share; round 1 was `sample`)",
+    )
     scored.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
     scored.add_argument(
         "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"

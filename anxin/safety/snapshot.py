@@ -46,9 +46,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
 
 def _assessments() -> dict[str, dict]:
     from anxin.safety import CrisisDetector
-    from anxin.safety.classifier import shipped_classifier
+    from anxin.safety.care import learned_probability
 
-    detector, classifier = CrisisDetector(), shipped_classifier()
+    detector = CrisisDetector()
     found = {}
     for name, path in MESSAGE_SETS.items():
         for number, record in _records(path):
@@ -57,7 +57,7 @@ def _assessments() -> dict[str, dict]:
                 "level": assessment.level,
                 "categories": assessment.categories,
                 "reasons": assessment.reasons,
-                "classifier": classifier.predict(record["text"]).probability,
+                "classifier": learned_probability(record["text"], record.get("context", [])),
             }
     return found
 

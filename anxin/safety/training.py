@@ -118,7 +118,8 @@ def evidence_of(example: Example) -> Evidence:
     alone = read_rules(example.text)
     normal = matching_text(example.text)
     conversation = Conversation.of(example.context)
-    return care.evidence(normal, alone, with_context(alone, normal, conversation), conversation)
+    in_context = with_context(alone, normal, conversation)
+    return care.evidence(example.text, normal, alone, in_context, conversation)
 
 
 _TURN_SUFFIX = re.compile(r"-t\d+$")

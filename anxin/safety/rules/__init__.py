@@ -386,9 +386,14 @@ def _shared_lexicon(folder: Path) -> tuple[_Source, dict[str, str]]:
 
 
 def _traditional(path: Path) -> dict[str, str]:
-    """traditional.tsv: `繁<TAB>简` lines, # comments; a bad line is named."""
-    table = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    """traditional.tsv: `繁<TAB>简` lines, # comments; a bad line is named. A simplified form
+    may not be a traditional one too (薴 → 苧 → 苎 would read 薴 differently once and twice)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RulesError(f"{path.name}: cannot read ({error})") from None
+    table, lines_of = {}, {}
+    for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
             continue
         pair = line.split("\t")
@@ -400,7 +405,15 @@ def _traditional(path: Path) -> dict[str, str]:
             raise RulesError(
                 f"{path.name}:{number}: {pair[0]} is already mapped to {table[pair[0]]}"
             )
-        table[pair[0]] = pair[1]
+        table[pair[0]], lines_of[pair[0]] = pair[1], number
+    for traditional, simplified in table.items():
+        if simplified in table:
+            raise RulesError(
+                f"{path.name}:{lines_of[traditional]}: {simplified} is itself mapped "
+                f"(line {lines_of[simplified]}): map {traditional} to {table[simplified]}"
+            )
+    if not table:
+        raise RulesError(f"{path.name}: holds no pairs")
     return table
 
 
