@@ -48,10 +48,11 @@ WEIGHTS_FILE = RESOURCES / "crisis_classifier.npz"
 
 # A sentence shorter than this (嗯。好的！) says too little to be read alone.
 MIN_SENTENCE_CHARS = 4
-MAX_SENTENCES = 48  # read alone at most (a paste of 500 short lines is read at 48 of them)
-# Characters of a long message read sentence by sentence: each reading costs about what reading
-# the whole does, so a 20 KB paste stays under 100 ms (one real dev message in 2,257 is longer).
+# Of a long message, the characters read sentence by sentence, and how many sentences at most:
+# the readings together cost about what reading the whole does (one real dev message in 2,257
+# is longer than 480 characters; 480 characters of four-character lines would be 120 readings).
 SENTENCE_CHARS = 480
+MAX_SENTENCES = 48
 # A paste longer than this is read whole only: the rules' reading of it already takes most of
 # the 100 ms a message may cost (real messages are far shorter: the longest real dev one, 771).
 LONGEST_POOLED = 4000
