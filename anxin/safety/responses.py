@@ -38,12 +38,16 @@ def hotline_file_path() -> Path:
 
 def load_hotline_file(path: str | Path | None = None) -> dict:
     """The whole validated file: `source`, `last_checked`, `locales` {locale: [entries]}."""
+    return _load_validated(*_hotline_file_version(path))
+
+
+def _hotline_file_version(path: str | Path | None = None) -> tuple[str, int]:
+    """The hotline file's path and modification time: what caches built from it are keyed by."""
     path = Path(path) if path else hotline_file_path()
     try:
-        stamp = path.stat().st_mtime_ns
+        return str(path), path.stat().st_mtime_ns
     except OSError as error:
         raise HotlineFileError(f"{path}: cannot read hotline file ({error.strerror})") from None
-    return _load_validated(str(path), stamp)
 
 
 @lru_cache(maxsize=8)
@@ -257,12 +261,7 @@ def crisis_turns_so_far(messages: Sequence[dict], locale: str | None = None) -> 
     replies = [m.get("content", "").strip() for m in messages if m.get("role") == "assistant"]
     if not replies:
         return 0
-    path = hotline_file_path()
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        stamp = 0  # load_hotline_file, called while building the words, names the problem
-    known = _crisis_words(locale or os.environ.get(LOCALE_ENV), str(path), stamp)
+    known = _crisis_words(locale or os.environ.get(LOCALE_ENV), *_hotline_file_version())
     return sum(reply in known for reply in replies)
 
 

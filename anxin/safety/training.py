@@ -73,8 +73,14 @@ PSYSUICIDE_PART = ROOT / "data" / "psysuicide" / "dev_idx.txt"
 PARAPHRASES = ROOT / "data" / "safety_real" / "paraphrases_dev.jsonl"
 # The rules files whose reading the learned stage is trained on (not reply.yaml or judge.yaml).
 READING_RULES = (
-    *("crisis.yaml", "concern.yaml", "signs.yaml", "judgement.yaml", "context.yaml"),
-    *("classifier.yaml", "lexicon.yaml", "traditional.tsv"),
+    "crisis.yaml",
+    "concern.yaml",
+    "signs.yaml",
+    "judgement.yaml",
+    "context.yaml",
+    "classifier.yaml",
+    "lexicon.yaml",
+    "traditional.tsv",
 )
 FOLDS = 5
 CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 1.01)  # 1.01: the rules alone
