@@ -48,7 +48,9 @@ def test_a_loaded_model_decodes_a_batch_to_the_same_replies(talkative_model_dir)
     from anxin.backends.hf import TransformersBackend
     from anxin.generation import GenerationSettings
 
-    backend = TransformersBackend.from_pretrained(str(talkative_model_dir))
+    # float32 explicitly: `auto` is bf16 on a CPU with native bf16, and only float32 layers
+    # take the few-rows path
+    backend = TransformersBackend.from_pretrained(str(talkative_model_dir), dtype="float32")
     linears = [m for m in backend.model.modules() if type(m) is torch.nn.Linear]
     assert linears and all("forward" in m.__dict__ for m in linears)  # every one given it
     settings = GenerationSettings(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
