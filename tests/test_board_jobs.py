@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from anxin.board import jobs
 from anxin.board.jobs import (
     JobBusy,
     JobRunner,
@@ -106,6 +107,18 @@ def test_stop_at_once_after_start_stops_the_job_and_records_it(tmp_path):
     status = wait_for(runner, "train", {"stopped"})
     assert status.exit_code is not None and status.exit_code != 0
     assert not group_alive(job.pid)
+
+
+def test_a_supervisor_killed_before_it_could_write_the_exit_still_records_one(
+    tmp_path, monkeypatch
+):
+    # as when a Stop lands after `sh` starts but before its `trap` has run
+    dies = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
+    monkeypatch.setattr(jobs, "SUPERVISOR", dies)
+    runner = JobRunner(tmp_path / "home", tmp_path)
+    runner.start("train", fake_train(tmp_path / "run"))
+    status = wait_for(runner, "train", {"failed"})
+    assert status.exit_code == -15
 
 
 def test_a_failed_job_shows_its_last_error_line(tmp_path):

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anxin.atomic import write_json
+from anxin.board.supervise import write_exit
 from anxin.errors import AnxinError
 
 KINDS = ("train", "eval", "merge", "export")
@@ -222,7 +223,7 @@ class JobRunner:
                     start_new_session=True,
                 )
             # Collect its exit status, so a finished job does not linger as a zombie.
-            threading.Thread(target=process.wait, daemon=True).start()
+            threading.Thread(target=_reap, args=(process, exit_file), daemon=True).start()
             job = Job(kind, list(argv), process.pid, process_started(process.pid), time.time(),
                       details)  # fmt: skip
             self._save(job)
@@ -279,6 +280,15 @@ class JobRunner:
     def _terminate(self, job: Job) -> None:
         if self._alive(job, self._exit_code(job.kind)):
             _signal_group(job.pid, signal.SIGTERM)
+
+
+def _reap(process: subprocess.Popen, exit_file: Path) -> None:
+    """Wait for the supervisor; record its own exit if it wrote none. A Stop that lands after
+    `sh` starts but before it has run `trap` ends it with the signal, and the job would
+    otherwise show no exit code (seen once in a loaded test run)."""
+    code = process.wait()
+    if not exit_file.exists():
+        write_exit(str(exit_file), code)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
