@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from anxin.atomic import write_json
+from anxin.machine import machine_facts
 from anxin.safety.care import CrisisDetector
 from anxin.safety.guard import check_reply
 from anxin.safety.measure import draw_curve, figures, format_report, write_errors
@@ -150,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = figures(results, seconds)
     shown = f"{args.file} ({args.part} part)" if args.part else str(args.file)
     print(format_report(shown, report))
+    machine = machine_facts()  # times compare only on the same CPU, side by side
+    print(f"timed on: {machine['cpu']} ({' '.join(machine['cpu_flags']) or 'no listed flags'})")
     if args.show_errors and report["errors"]:
         texts = {example.line: example.text for example in examples}
         print("\nmisclassified:")
@@ -159,7 +162,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"[{error['category']}] {texts[error['line']]}  ({', '.join(error['rules']) or '-'})"
             )
     if args.json:
-        write_json(args.json, {"file": str(args.file), "part": args.part, **report})
+        record = {"file": str(args.file), "part": args.part, **report, "machine": machine}
+        write_json(args.json, record)
         print(f"\nwrote {args.json}")
     if args.curve:
         draw_curve(args.curve, shown, results)
