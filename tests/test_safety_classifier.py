@@ -322,6 +322,29 @@ def test_a_crisis_sentence_in_a_long_message_is_also_read_alone():
     assert model.predict(short).probability == pytest.approx(whole_short, abs=1e-4)
 
 
+def test_after_a_crisis_turn_the_message_is_read_again_marked():
+    """A linear model cannot weigh 活着好累 more after 我不想活了 than alone unless some pieces
+    say both at once: after a user turn the rules read as a crisis, the message's own pieces
+    come again, marked; after anything less, nothing does."""
+
+    def read(earlier: str) -> clf.Evidence:
+        context = [earlier, {"role": "assistant", "content": "我在听，你愿意多说一点吗？"}]
+        return training.evidence_of(Example(1, "活着真的好累", "crisis", "x", context))
+
+    after, after_concern, calm = read("我不想活了"), read("撑不下去了"), read("今天去上课了")
+    assert [level for level, _ in after.earlier] == ["crisis"]
+    assert [level for level, _ in after_concern.earlier] == ["concern"]
+    pieces = clf._after_crisis_pieces(after, clf.CONFIG)
+    assert {"after:crisis", "after:c好累", "after:c活", f"after:level={after.level}"} <= pieces
+    assert not any(piece.startswith("after:c我不") for piece in pieces)  # the message's only
+    assert clf._after_crisis_pieces(after_concern, clf.CONFIG) == set()
+    assert clf._after_crisis_pieces(calm, clf.CONFIG) == set()
+    # the pieces belong to the context group, so a sentence read alone keeps them too
+    off = replace(clf.CONFIG, after_crisis_weight=0.0)
+    with_them, without = clf.context_features(after)[0], clf.context_features(after, off)[0]
+    assert set(without) < set(with_them)
+
+
 def test_line_breaks_end_sentences_as_punctuation_does():
     """Normalising joins lines, so a message is split into sentences before it is normalised."""
     lines = "今天去上课了\n中午吃了面条\n我真的不想活了\n晚上写作业"

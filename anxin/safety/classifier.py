@@ -13,7 +13,9 @@ weighs, for each user message, three groups of hashed pieces:
   context cues, and the levels the rules gave the last three user turns (off in the shipped
   weights: `TrainingConfig.evidence_weight` says why);
 - the conversation: the word classes and character 2-3-grams of those earlier user turns, and
-  of the assistant's turn just before, with whether it asked about safety.
+  of the assistant's turn just before, with whether it asked about safety; and, when one of
+  those turns was a crisis by the rules, the message's own classes and 1-3-grams once more,
+  marked, so the same words can weigh more after a crisis than alone.
 
 A multinomial logistic regression over them gives the probability of each class: no crisis,
 or one of the crisis categories. A message of several sentences is also read sentence by
@@ -75,6 +77,13 @@ class TrainingConfig:
     earlier_weight: float = 0.5  # the earlier user turns, against 1.0 for the message
     asked_weight: float = 0.5  # the assistant's turn just before
     context_ngrams: bool = True  # character 2-3-grams of the turns before, not only classes
+    # The message's pieces again, marked, when one of the last three user turns was a crisis
+    # by the rules (`_after_crisis_pieces`): a linear model cannot otherwise weigh 活着好累
+    # differently after 我不想活了 than alone. Out of fold on dev (round-1 real / rounds 2-3,
+    # rich in such later turns), at the shipped bars: recall 0.833 / 0.454 against 0.840 /
+    # 0.515 with it, false-positive rates 0.037 / 0.045 against 0.037 / 0.040; PR-AUC of the
+    # later rounds 0.509 against 0.547 (with another fold split, 0.550 against 0.588).
+    after_crisis_weight: float = 1.0
     max_chars: int = 800  # of a message: its start and its end (a 20 KB paste stays under 100 ms)
     # how much each source's examples weigh in the loss, per example (training.py)
     real_weight: float = 1.0  # labelled real counselling messages (data/safety_real)
@@ -91,7 +100,7 @@ class TrainingConfig:
     # 0.950, as with 0.1, 0.3 or 1 for every paraphrase (0.855 / 0.948, 0.854 / 0.950, 0.853 /
     # 0.951), against 0.855 / 0.942 without them
     paraphrase_weight: float = 0.3
-    feature_version: int = 2  # bump when `pieces` changes meaning
+    feature_version: int = 3  # bump when `pieces` changes meaning
 
 
 CONFIG = TrainingConfig()
@@ -192,6 +201,21 @@ def _turn_pieces(prefix: str, normal: str, ngrams: bool) -> set[str]:
     return pieces
 
 
+def _after_crisis_pieces(evidence: Evidence, config: TrainingConfig) -> set[str]:
+    """After a user turn the rules read as a crisis (of the last three), the message's word
+    classes and character 1-3-grams again, marked, and its level by the rules; otherwise none.
+    The labelled later turns of such conversations are crises when they restate the risk in
+    weaker words (活着真的很累，不知道还有什么意义) and aftercare when they do not (谢谢，我会试试)."""
+    if not any(level == "crisis" for level, _ in evidence.earlier):
+        return set()
+    text = _DIGITS.sub("0", _clipped(evidence.text, config.max_chars))
+    pieces = {f"after:{piece}" for piece in _word_class_pieces(text)}
+    pieces.update(
+        f"after:c{text[start : start + n]}" for n in (1, 2, 3) for start in range(len(text) - n + 1)
+    )
+    return pieces | {"after:crisis", f"after:level={evidence.level}"}
+
+
 def evidence_pieces(evidence: Evidence) -> set[str]:
     """The rules' reading and the shape of the conversation, as pieces worth 1 each."""
     pieces = {f"R:level={evidence.level}", f"C:level={evidence.context_level}"}
@@ -229,7 +253,7 @@ def context_features(
     evidence: Evidence, config: TrainingConfig = CONFIG
 ) -> tuple[np.ndarray, np.ndarray]:
     """The groups of `features` besides the message's own: the turns before, the assistant's
-    question, the rules' reading."""
+    question, the rules' reading, the message after a crisis turn."""
     groups = []
     if config.earlier_weight and evidence.earlier_text:
         earlier = _clipped(evidence.earlier_text, config.max_chars)
@@ -245,6 +269,9 @@ def context_features(
         )
     if config.evidence_weight:
         groups.append(_hashed(evidence_pieces(evidence), config.evidence_weight, config, False))
+    after_crisis = _after_crisis_pieces(evidence, config) if config.after_crisis_weight else ()
+    if after_crisis:
+        groups.append(_hashed(after_crisis, config.after_crisis_weight, config))
     if not groups:
         return np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate([b for b, _ in groups]), np.concatenate([v for _, v in groups])

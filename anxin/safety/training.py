@@ -83,7 +83,7 @@ READING_RULES = (
     "traditional.tsv",
 )
 FOLDS = 5
-CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 1.01)  # 1.01: the rules alone
+CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 1.01)  # 1.01: the rules alone
 LOWERED_CANDIDATES = (0.3, 0.5, 0.7, 1.01)
 CONCERN_CANDIDATES = (0.02, 0.03, 0.05, 0.08)
 
