@@ -109,16 +109,18 @@ def test_stop_at_once_after_start_stops_the_job_and_records_it(tmp_path):
     assert not group_alive(job.pid)
 
 
-def test_a_supervisor_killed_before_it_could_write_the_exit_still_records_one(
-    tmp_path, monkeypatch
-):
-    # as when a Stop lands after `sh` starts but before its `trap` has run
-    dies = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
-    monkeypatch.setattr(jobs, "SUPERVISOR", dies)
-    runner = JobRunner(tmp_path / "home", tmp_path)
-    runner.start("train", fake_train(tmp_path / "run"))
-    status = wait_for(runner, "train", {"failed"})
-    assert status.exit_code == -15
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc/PID/status")
+def test_the_supervisor_ignores_the_stop_signals_when_start_returns(tmp_path, monkeypatch):
+    # a shell slow to reach its trap: a Stop pressed in that window used to end it
+    slow = [jobs.SUPERVISOR[0], "-c", "sleep 0.3; " + jobs.SUPERVISOR[2], *jobs.SUPERVISOR[3:]]
+    monkeypatch.setattr(jobs, "SUPERVISOR", slow)
+    runner = JobRunner(tmp_path / "home", tmp_path, grace_s=1)
+    job = runner.start("train", fake_train(tmp_path / "run", delay=1.0))
+    status = Path(f"/proc/{job.pid}/status").read_text()
+    ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+    assert ignored & jobs._STOP_MASK == jobs._STOP_MASK  # a Stop now cannot end it
+    runner.stop()
+    assert wait_for(runner, "train", {"stopped"}).exit_code not in (None, 0)
 
 
 def test_a_failed_job_shows_its_last_error_line(tmp_path):

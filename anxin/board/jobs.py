@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anxin.atomic import write_json
-from anxin.board.supervise import write_exit
 from anxin.errors import AnxinError
 
 KINDS = ("train", "eval", "merge", "export")
@@ -140,6 +139,26 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return fields[0], fields[19]
 
 
+_STOP_MASK = sum(1 << (signum - 1) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+
+
+def _wait_until_stop_signals_ignored(pid: int, timeout_s: float = 2.0) -> None:
+    """Return once the supervisor ignores the stop signals (sh has run its `trap`), so that a
+    Stop pressed at once reaches only the command: before that, SIGINT ended `sh` itself and the
+    job was left without an exit code (seen in a loaded test run). Some milliseconds; on a
+    system without /proc, or if the process is gone, at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        found = re.search(r"^SigIgn:\s*([0-9a-fA-F]+)", status, re.MULTILINE)
+        if found is None or int(found.group(1), 16) & _STOP_MASK == _STOP_MASK:
+            return
+        time.sleep(0.002)
+
+
 def process_started(pid: int) -> str | None:
     stat = _proc_stat(pid)
     return stat[1] if stat else None
@@ -223,7 +242,8 @@ class JobRunner:
                     start_new_session=True,
                 )
             # Collect its exit status, so a finished job does not linger as a zombie.
-            threading.Thread(target=_reap, args=(process, exit_file), daemon=True).start()
+            threading.Thread(target=process.wait, daemon=True).start()
+            _wait_until_stop_signals_ignored(process.pid)
             job = Job(kind, list(argv), process.pid, process_started(process.pid), time.time(),
                       details)  # fmt: skip
             self._save(job)
@@ -280,15 +300,6 @@ class JobRunner:
     def _terminate(self, job: Job) -> None:
         if self._alive(job, self._exit_code(job.kind)):
             _signal_group(job.pid, signal.SIGTERM)
-
-
-def _reap(process: subprocess.Popen, exit_file: Path) -> None:
-    """Wait for the supervisor; record its own exit if it wrote none. A Stop that lands after
-    `sh` starts but before it has run `trap` ends it with the signal, and the job would
-    otherwise show no exit code (seen once in a loaded test run)."""
-    code = process.wait()
-    if not exit_file.exists():
-        write_exit(str(exit_file), code)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
