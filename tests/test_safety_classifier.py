@@ -339,10 +339,26 @@ def test_after_a_crisis_turn_the_message_is_read_again_marked():
     assert not any(piece.startswith("after:c我不") for piece in pieces)  # the message's only
     assert clf._after_crisis_pieces(after_concern, clf.CONFIG) == set()
     assert clf._after_crisis_pieces(calm, clf.CONFIG) == set()
-    # the pieces belong to the context group, so a sentence read alone keeps them too
     off = replace(clf.CONFIG, after_crisis_weight=0.0)
     with_them, without = clf.context_features(after)[0], clf.context_features(after, off)[0]
     assert set(without) < set(with_them)
+
+
+def test_a_sentence_read_alone_after_a_crisis_turn_brings_its_own_after_crisis_pieces():
+    context = ["我不想活了", {"role": "assistant", "content": "我在听，你愿意多说一点吗？"}]
+    text = "晚上和室友去散步了。活着真的好累，不知道还有什么意义。"
+    post = training.evidence_of(Example(1, text, "crisis", "x", context))
+    model = clf.shipped_classifier()
+    assert len(post.sentences) == 2 and clf.after_crisis_features(post) is not None
+
+    def crisis(evidence: clf.Evidence) -> float:  # one reading: the message and its context
+        return float(1.0 - model.probabilities(*clf.features(evidence, model.config))[0])
+
+    whole = crisis(post)
+    alone = [crisis(replace(post, text=sentence)) for sentence in post.sentences]
+    assert model.predict(post).probability == pytest.approx(
+        (whole + max(whole, *alone)) / 2, abs=2e-4
+    )
 
 
 def test_line_breaks_end_sentences_as_punctuation_does():

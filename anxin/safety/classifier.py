@@ -35,7 +35,7 @@ import json
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,10 +79,10 @@ class TrainingConfig:
     context_ngrams: bool = True  # character 2-3-grams of the turns before, not only classes
     # The message's pieces again, marked, when one of the last three user turns was a crisis
     # by the rules (`_after_crisis_pieces`): a linear model cannot otherwise weigh 活着好累
-    # differently after 我不想活了 than alone. Out of fold on dev (round-1 real / rounds 2-3,
-    # rich in such later turns), at the shipped bars: recall 0.833 / 0.454 against 0.840 /
-    # 0.515 with it, false-positive rates 0.037 / 0.045 against 0.037 / 0.040; PR-AUC of the
-    # later rounds 0.509 against 0.547 (with another fold split, 0.550 against 0.588).
+    # differently after 我不想活了 than alone. Out of fold on dev at crisis_at 0.30 (round-1
+    # real / rounds 2-3, rich in such later turns): recall 0.833 / 0.454 without it, 0.837 /
+    # 0.505 with it, false-positive rates 0.037 / 0.045 and 0.038 / 0.043; PR-AUC of the
+    # later rounds 0.509 and 0.542 (with another fold split, 0.550 and 0.588).
     after_crisis_weight: float = 1.0
     max_chars: int = 800  # of a message: its start and its end (a 20 KB paste stays under 100 ms)
     # how much each source's examples weigh in the loss, per example (training.py)
@@ -269,12 +269,20 @@ def context_features(
         )
     if config.evidence_weight:
         groups.append(_hashed(evidence_pieces(evidence), config.evidence_weight, config, False))
-    after_crisis = _after_crisis_pieces(evidence, config) if config.after_crisis_weight else ()
-    if after_crisis:
-        groups.append(_hashed(after_crisis, config.after_crisis_weight, config))
+    after_crisis = after_crisis_features(evidence, config)
+    if after_crisis is not None:
+        groups.append(after_crisis)
     if not groups:
         return np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate([b for b, _ in groups]), np.concatenate([v for _, v in groups])
+
+
+def after_crisis_features(
+    evidence: Evidence, config: TrainingConfig = CONFIG
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The group of `context_features` that `_after_crisis_pieces` gives, hashed; None if none."""
+    pieces = _after_crisis_pieces(evidence, config) if config.after_crisis_weight else set()
+    return _hashed(pieces, config.after_crisis_weight, config) if pieces else None
 
 
 def message_features(text: str, config: TrainingConfig = CONFIG) -> tuple[np.ndarray, np.ndarray]:
@@ -382,11 +390,23 @@ class CrisisClassifier:
         whole = _crisis(message + context + self.bias)
         if len(evidence.sentences) < 2:
             return round(whole, 4)
+        # A sentence brings its own after-crisis pieces, as it brings its own n-grams (with the
+        # whole message's, out of fold the later rounds found 0.520 of their crises, not 0.541).
+        rest = context - self._after_crisis_scores(evidence)
         alone = (
-            _crisis(self._scores(*message_features(sentence, self.config)) + context + self.bias)
+            _crisis(
+                self._scores(*message_features(sentence, self.config))
+                + self._after_crisis_scores(replace(evidence, text=sentence))
+                + rest
+                + self.bias
+            )
             for sentence in evidence.sentences
         )
         return round((whole + max(whole, *alone)) / 2, 4)
+
+    def _after_crisis_scores(self, evidence: Evidence) -> np.ndarray:
+        group = after_crisis_features(evidence, self.config)
+        return np.zeros(len(CLASSES), np.float32) if group is None else self._scores(*group)
 
     def probabilities(self, buckets: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Every class's probability for one row of `features`, the whole message only (not
