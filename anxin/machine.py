@@ -62,8 +62,9 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or allowed, allowed))
 
 
-def machine_facts() -> dict:
-    """Where something ran: enough to tell whether two result files are comparable."""
+def machine_facts(torch_too: bool = True) -> dict:
+    """Where something ran: enough to tell whether two result files are comparable.
+    `torch_too=False` for work that runs without torch (importing it costs most of a second)."""
     flags = cpu_flags()
     facts = {
         "cpu": cpu_model(),
@@ -77,6 +78,8 @@ def machine_facts() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+    if not torch_too:
+        return facts
     try:
         import torch
 

@@ -151,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = figures(results, seconds)
     shown = f"{args.file} ({args.part} part)" if args.part else str(args.file)
     print(format_report(shown, report))
-    machine = machine_facts()  # times compare only on the same CPU, side by side
+    machine = machine_facts(torch_too=False)  # times compare only on one CPU, side by side
     print(f"timed on: {machine['cpu']} ({' '.join(machine['cpu_flags']) or 'no listed flags'})")
     if args.show_errors and report["errors"]:
         texts = {example.line: example.text for example in examples}
