@@ -81,8 +81,9 @@ class TrainingConfig:
     # by the rules (`_after_crisis_pieces`): a linear model cannot otherwise weigh 活着好累
     # differently after 我不想活了 than alone. Out of fold on dev at crisis_at 0.30 (round-1
     # real / rounds 2-3, rich in such later turns): recall 0.833 / 0.454 without it, 0.837 /
-    # 0.505 with it, false-positive rates 0.037 / 0.045 and 0.038 / 0.043; PR-AUC of the
-    # later rounds 0.509 and 0.542 (with another fold split, 0.550 and 0.588).
+    # 0.515 with it, false-positive rates 0.037 / 0.045 and 0.038 / 0.042; PR-AUC of the
+    # later rounds 0.509 and 0.543 (with another fold split and the first version of
+    # `_pooled`, 0.550 and 0.588).
     after_crisis_weight: float = 1.0
     max_chars: int = 800  # of a message: its start and its end (a 20 KB paste stays under 100 ms)
     # how much each source's examples weigh in the loss, per example (training.py)
