@@ -83,7 +83,7 @@ class CrisisDetector:
 
 def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     """The local decision: rules, context cues and the learned stage (no guard model)."""
-    alone, normal, conversation, in_context = _read(text, context)
+    alone, normal, conversation, in_context = read_message(text, context)
     model = shipped_classifier()
     if model is None:
         return replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
@@ -94,7 +94,7 @@ def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
 def learned_probability(text: str, context: Sequence[dict | str] = ()) -> float:
     """The learned stage's P(crisis) for a message before any bar (1 where the rules and
     context cues already call it a crisis): what a labelling round ranks messages by."""
-    alone, normal, conversation, in_context = _read(text, context)
+    alone, normal, conversation, in_context = read_message(text, context)
     if in_context.level == "crisis":
         return 1.0
     model = shipped_classifier()
@@ -103,10 +103,11 @@ def learned_probability(text: str, context: Sequence[dict | str] = ()) -> float:
     return model.predict(evidence(text, normal, alone, in_context, conversation)).probability
 
 
-def _read(
+def read_message(
     text: str, context: Sequence[dict | str]
 ) -> tuple[Assessment, str, Conversation, Assessment]:
-    """The rules' reading alone, the normalised text, the conversation, and the reading in it."""
+    """The rules' reading alone, the normalised text, the conversation, and the reading in it
+    (the detector's first steps; training.py reads its messages through this too)."""
     alone = read_rules(text)
     normal = matching_text(text)
     conversation = Conversation.of(context)

@@ -53,12 +53,10 @@ from anxin.safety.classifier import (
     features,
     train,
 )
-from anxin.safety.context import Conversation, with_context
-from anxin.safety.detector import read_rules
 from anxin.safety.measure import pr_auc, recall_at_fpr
 from anxin.safety.rules import FOLDER as RULES_FOLDER
 from anxin.safety.sets import Example, LabelledSetError, json_record, read_examples
-from anxin.safety.text import detect_language, matching_text
+from anxin.safety.text import detect_language
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -121,10 +119,7 @@ def target_class(example: Example) -> int:
 
 def evidence_of(example: Example) -> Evidence:
     """The learned stage's reading of a labelled message, as the detector would build it."""
-    alone = read_rules(example.text)
-    normal = matching_text(example.text)
-    conversation = Conversation.of(example.context)
-    in_context = with_context(alone, normal, conversation)
+    alone, normal, conversation, in_context = care.read_message(example.text, example.context)
     return care.evidence(example.text, normal, alone, in_context, conversation)
 
 
