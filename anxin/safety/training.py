@@ -2,6 +2,7 @@
 
     python -m anxin.safety.training --cv      # grouped 5-fold cross-validation on the dev data
     python -m anxin.safety.training --write   # train on all of it, write the shipped weights
+    python -m anxin.safety.training --cv --levels FILE  # PsySUICIDE dev levels, for label_audit
 
 Training data (development data only; the frozen held-out parts are never read here):
 
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anxin.atomic import write_jsonl
 from anxin.safety import care
 from anxin.safety.classifier import (
     CLASSES,
@@ -292,6 +294,24 @@ def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars(
     return care.weighed_level(evidence.context_level, probability, bar, concern_at)
 
 
+def psysuicide_levels(samples: Sequence[Sample], scores: np.ndarray) -> list[dict]:
+    """The detector's out-of-fold level of each PsySUICIDE dev item, in the reader audit's
+    format (anxin/safety/label_audit.py), so it is compared with the readers the same way."""
+    indices = [i for i, sample in enumerate(samples) if sample.source == "psysuicide"]
+    examples = read_examples(PSYSUICIDE, "dev")  # in the order training_samples read them
+    return [
+        {
+            "position": example.line,
+            "idx": int(example.id or -1),
+            "labeller": "detector (out of fold)",
+            "level": level_by_the_detector(samples[i], scores[i]),
+            "category": "detector",
+            "reason": f"P(crisis) {scores[i]:.3f}",
+        }
+        for i, example in zip(indices, examples, strict=True)
+    ]
+
+
 def _tried(bars: Bars, name: str, values: Sequence[float]) -> list[tuple[str, Bars]]:
     shipped = getattr(bars, name)
     return [
@@ -356,9 +376,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cv", action="store_true", help="grouped 5-fold cross-validation")
     parser.add_argument("--write", action="store_true", help=f"train and write {WEIGHTS_FILE}")
+    parser.add_argument(
+        "--levels",
+        type=Path,
+        metavar="FILE",
+        help="with --cv: write the out-of-fold level of each PsySUICIDE dev item as one more "
+        "reader for `python -m anxin.safety.label_audit`",
+    )
     args = parser.parse_args(argv)
     if not (args.cv or args.write):
         parser.error("give --cv, --write or both")
+    if args.levels and not args.cv:
+        parser.error("--levels needs --cv")
     started = time.monotonic()
     try:
         samples = training_samples()
@@ -367,7 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"read {len(samples)} samples in {time.monotonic() - started:.0f} s")
     if args.cv:
-        print(cv_report(samples, out_of_fold(samples)))
+        scores = out_of_fold(samples)
+        print(cv_report(samples, scores))
+        if args.levels:
+            count = write_jsonl(args.levels, psysuicide_levels(samples, scores))
+            print(f"wrote {args.levels} ({count} PsySUICIDE dev items)")
     if args.write:
         model = fit(samples)
         model.save(WEIGHTS_FILE, provenance(len(samples)))
