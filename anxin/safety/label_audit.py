@@ -12,7 +12,7 @@ for each reader who labelled a sample of the benchmark by the guideline alone, t
 benchmark's risk messages the reader calls crisis (or at least concern), the share of its
 unrelated messages the reader calls crisis, the same per benchmark label, and how often the
 readers agree with each other. Items are named by their position in the benchmark file (from
-1): PsySUICIDE's `idx` is not unique (176 of its ids name two different messages).
+1): PsySUICIDE's `idx` is not unique (164 of its ids name two different messages, 12 three).
 
 The audit file is JSONL, one line per reader and item:
 {"position", "idx", "labeller", "level": none|concern|crisis, "category", "reason"}.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -43,38 +44,48 @@ class ReaderLabel:
     reason: str
 
 
-def read_audit(path: Path, benchmark: list[Example]) -> list[ReaderLabel]:
-    """The readers' labels, each checked against the benchmark item it names."""
+def read_audit(paths: Sequence[Path], benchmark: list[Example]) -> list[ReaderLabel]:
+    """The readers' labels from one or more files, each checked against the benchmark item it
+    names; a reader may label an item once across all the files."""
     by_position = {example.line: example for example in benchmark}
     labels, seen = [], set()
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        record = json_record(path, number, raw)
-
-        def fail(field: str, problem: str, number: int = number) -> LabelledSetError:
-            return LabelledSetError(f"{path}:{number}: {field}: {problem}")
-
-        unknown = sorted(set(record) - set(FIELDS))
-        if unknown:
-            raise fail(unknown[0], f"unknown field (fields: {', '.join(FIELDS)})")
-        position = record.get("position")
-        if not isinstance(position, int) or position not in by_position:
-            raise fail("position", f"{position!r} is not an item of the benchmark file")
-        if record.get("idx") != int(by_position[position].id or -1):
-            raise fail("idx", f"{record.get('idx')!r} is not the idx of item {position}")
-        if record.get("level") not in GOLD_LEVELS:
-            raise fail("level", f"{record.get('level')!r}: must be one of {', '.join(GOLD_LEVELS)}")
-        for field in ("labeller", "category", "reason"):
-            if not isinstance(record.get(field), str) or not record[field].strip():
-                raise fail(field, "missing or not a non-empty string")
-        if (record["labeller"], position) in seen:
-            raise fail("position", f"item {position} twice for labeller {record['labeller']!r}")
-        seen.add((record["labeller"], position))
-        labels.append(
-            ReaderLabel(
-                position, record["labeller"], record["level"], record["category"], record["reason"]
-            )
-        )
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, raw in enumerate(lines, start=1):
+            if raw.strip():
+                label = _reader_label(path, number, json_record(path, number, raw), by_position)
+                if (label.labeller, label.position) in seen:
+                    raise LabelledSetError(
+                        f"{path}:{number}: position: item {label.position} twice for labeller"
+                        f" {label.labeller!r}"
+                    )
+                seen.add((label.labeller, label.position))
+                labels.append(label)
     return labels
+
+
+def _reader_label(
+    path: Path, number: int, record: dict, by_position: dict[int, Example]
+) -> ReaderLabel:
+    def fail(field: str, problem: str) -> LabelledSetError:
+        return LabelledSetError(f"{path}:{number}: {field}: {problem}")
+
+    unknown = sorted(set(record) - set(FIELDS))
+    if unknown:
+        raise fail(unknown[0], f"unknown field (fields: {', '.join(FIELDS)})")
+    position = record.get("position")
+    if not isinstance(position, int) or position not in by_position:
+        raise fail("position", f"{position!r} is not an item of the benchmark file")
+    if str(record.get("idx")) != by_position[position].id:
+        raise fail("idx", f"{record.get('idx')!r} is not the idx of item {position}")
+    if record.get("level") not in GOLD_LEVELS:
+        raise fail("level", f"{record.get('level')!r}: must be one of {', '.join(GOLD_LEVELS)}")
+    for field in ("labeller", "category", "reason"):
+        if not isinstance(record.get(field), str) or not record[field].strip():
+            raise fail(field, "missing or not a non-empty string")
+    return ReaderLabel(
+        position, record["labeller"], record["level"], record["category"], record["reason"]
+    )
 
 
 def compare(benchmark: list[Example], labels: list[ReaderLabel]) -> dict:
@@ -93,14 +104,18 @@ def compare(benchmark: list[Example], labels: list[ReaderLabel]) -> dict:
     return report
 
 
-def _only_shared(labels: list[ReaderLabel]) -> list[ReaderLabel]:
-    """The labels of the items every reader read: a reader of more items (the detector reads
-    the whole development part) is compared on the same ones as the others."""
+def only_shared(labels: list[ReaderLabel]) -> tuple[list[ReaderLabel], dict[str, int]]:
+    """The labels of the items every reader read, and how many each reader had beyond them: a
+    reader of more items (the detector reads the whole development part) is compared on the
+    same ones as the others."""
     readers: dict[str, set[int]] = defaultdict(set)
     for label in labels:
         readers[label.labeller].add(label.position)
     shared = set.intersection(*readers.values()) if readers else set()
-    return [label for label in labels if label.position in shared]
+    if not shared:
+        raise LabelledSetError("the audit files hold no item that every reader labelled")
+    left_out = {name: len(read - shared) for name, read in sorted(readers.items())}
+    return [label for label in labels if label.position in shared], left_out
 
 
 def _reader_figures(levels: dict[int, str], by_position: dict[int, Example]) -> dict:
@@ -131,7 +146,10 @@ def _agreement(first: dict[int, str], second: dict[int, str]) -> dict:
     return {
         "n": len(shared),
         "level": round(sum(first[p] == second[p] for p in shared) / max(len(shared), 1), 3),
-        "crisis_specific": round(2 * len(one & other) / max(len(one) + len(other), 1), 3),
+        # undefined where neither reader saw a crisis
+        "crisis_specific": round(2 * len(one & other) / (len(one) + len(other)), 3)
+        if one or other
+        else None,
     }
 
 
@@ -147,12 +165,19 @@ def format_report(report: dict) -> str:
                 f"{name:<{width}} {shares['n']:>4} {shares['crisis']:>7.3f}"
                 f" {shares['crisis_or_concern']:>15.3f}  {group}"
             )
+    for name, count in report.get("left_out", {}).items():
+        if count:
+            lines.append(f"{name}: {count} more items, not read by every reader, left out")
     for pair, agreement in report["agreement"].items():
         lines.append(
             f"agreement {pair}: levels {agreement['level']:.3f}, crisis (specific)"
-            f" {agreement['crisis_specific']:.3f} over {agreement['n']} items"
+            f" {_shown(agreement['crisis_specific'])} over {agreement['n']} items"
         )
     return "\n".join(lines)
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         benchmark = read_examples(args.benchmark)
-        labels = [label for path in args.audit for label in read_audit(path, benchmark)]
-        report = compare(benchmark, _only_shared(labels))
+        if not all(example.source_labels for example in benchmark):
+            raise LabelledSetError(f"{args.benchmark}: not PsySUICIDE JSON (items with labels)")
+        labels, left_out = only_shared(read_audit(args.audit, benchmark))
+        report = {**compare(benchmark, labels), "left_out": left_out}
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

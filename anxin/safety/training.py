@@ -58,7 +58,7 @@ from anxin.safety.classifier import (
 from anxin.safety.measure import pr_auc, recall_at_fpr
 from anxin.safety.rules import FOLDER as RULES_FOLDER
 from anxin.safety.sets import Example, LabelledSetError, json_record, read_examples
-from anxin.safety.text import detect_language
+from anxin.safety.text import detect_language, matching_text
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -299,6 +299,9 @@ def psysuicide_levels(samples: Sequence[Sample], scores: np.ndarray) -> list[dic
     format (anxin/safety/label_audit.py), so it is compared with the readers the same way."""
     indices = [i for i, sample in enumerate(samples) if sample.source == "psysuicide"]
     examples = read_examples(PSYSUICIDE, "dev")  # in the order training_samples read them
+    for i, example in zip(indices, examples, strict=True):
+        if samples[i].evidence.text != matching_text(example.text):
+            raise ValueError(f"{PSYSUICIDE}:[{example.line}]: not the sample read in its place")
     return [
         {
             "position": example.line,
