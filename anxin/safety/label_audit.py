@@ -29,6 +29,7 @@ from itertools import combinations
 from pathlib import Path
 
 from anxin.atomic import write_json
+from anxin.safety.measure import AT_LEAST_CONCERN
 from anxin.safety.sets import GOLD_LEVELS, Example, LabelledSetError, json_record, read_examples
 
 FIELDS = ("position", "idx", "labeller", "level", "category", "reason")
@@ -133,7 +134,9 @@ def _shares(levels: list[str]) -> dict:
     return {
         "n": len(levels),
         "crisis": round(levels.count("crisis") / len(levels), 3),
-        "crisis_or_concern": round(sum(level != "none" for level in levels) / len(levels), 3),
+        "crisis_or_concern": round(
+            sum(level in AT_LEAST_CONCERN for level in levels) / len(levels), 3
+        ),
     }
 
 

@@ -299,20 +299,21 @@ def psysuicide_levels(samples: Sequence[Sample], scores: np.ndarray) -> list[dic
     format (anxin/safety/label_audit.py), so it is compared with the readers the same way."""
     indices = [i for i, sample in enumerate(samples) if sample.source == "psysuicide"]
     examples = read_examples(PSYSUICIDE, "dev")  # in the order training_samples read them
+    records = []
     for i, example in zip(indices, examples, strict=True):
         if samples[i].evidence.text != matching_text(example.text):
             raise ValueError(f"{PSYSUICIDE}:[{example.line}]: not the sample read in its place")
-    return [
-        {
-            "position": example.line,
-            "idx": int(example.id or -1),
-            "labeller": "detector (out of fold)",
-            "level": level_by_the_detector(samples[i], scores[i]),
-            "category": "detector",
-            "reason": f"P(crisis) {scores[i]:.3f}",
-        }
-        for i, example in zip(indices, examples, strict=True)
-    ]
+        records.append(
+            {
+                "position": example.line,
+                "idx": int(example.id),
+                "labeller": "detector (out of fold)",
+                "level": level_by_the_detector(samples[i], scores[i]),
+                "category": "detector",
+                "reason": f"P(crisis) {scores[i]:.3f}",
+            }
+        )
+    return records
 
 
 def _tried(bars: Bars, name: str, values: Sequence[float]) -> list[tuple[str, Bars]]:
