@@ -1,0 +1,77 @@
+"""The written client posts (data/safety_posts): the held-out part is frozen, both parts read
+as labelled sets, and the development part holds no near copy of a frozen message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from anxin.safety.sets import read_examples
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTS = ROOT / "data" / "safety_posts"
+HELDOUT_SHA256 = "34e898d351d0710b28c33f4840658cd8be4894e2b8fc8021b87063534e317d7e"
+# The frozen parts a development post may not copy (data/safety_posts/README.md, step 4).
+FROZEN = (
+    (POSTS / "posts_heldout.jsonl", None),
+    (ROOT / "data" / "safety_heldout.jsonl", None),
+    (ROOT / "data" / "safety_real" / "smilechat_heldout.jsonl", None),
+    (ROOT / "data" / "psysuicide" / "valid.json", "heldout"),
+)
+NEAR_COPY = 0.5  # share of the shorter text's character 4-grams found in the other
+
+
+def grams(text: str) -> set[str]:
+    return {text[i : i + 4] for i in range(len(text) - 3)}
+
+
+def user_texts(example) -> list[str]:
+    return [example.text] + [turn["content"] for turn in example.context if turn["role"] == "user"]
+
+
+def test_the_heldout_part_is_frozen():
+    data = (POSTS / "posts_heldout.jsonl").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == HELDOUT_SHA256
+    assert HELDOUT_SHA256 in (POSTS / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["posts_heldout.jsonl", "posts_train.jsonl"])
+def test_each_part_is_a_labelled_set_of_whole_writers(name):
+    examples = read_examples(POSTS / name)
+    assert all(e.level is not None for e in examples)  # read_examples checks level vs label
+    assert len({e.id for e in examples}) == len(examples)
+    writers = {int(e.id.split("-")[1]) for e in examples}
+    assert writers == (set(range(1, 7)) if name == "posts_heldout.jsonl" else set(range(7, 13)))
+    crises = sum(e.label == "crisis" for e in examples)
+    assert 0.45 < crises / len(examples) < 0.55
+
+
+def test_the_second_reading_covers_every_heldout_post_once():
+    ids = [e.id for e in read_examples(POSTS / "posts_heldout.jsonl")]
+    lines = (POSTS / "posts_heldout_reader.jsonl").read_text(encoding="utf-8").splitlines()
+    readings = [json.loads(line) for line in lines]
+    assert sorted(r["id"] for r in readings) == sorted(ids)
+    assert {r["level"] for r in readings} == {"crisis", "concern", "none"}
+
+
+def test_no_development_post_is_a_near_copy_of_a_frozen_message():
+    frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]
+    frozen_grams = [grams(text) for text in frozen]
+    holding = defaultdict(list)  # 4-gram -> frozen texts that hold it
+    for index, found in enumerate(frozen_grams):
+        for gram in found:
+            holding[gram].append(index)
+    for example in read_examples(POSTS / "posts_train.jsonl"):
+        for text in user_texts(example):
+            mine = grams(text)
+            shared = defaultdict(int)
+            for gram in mine:
+                for index in holding.get(gram, ()):
+                    shared[index] += 1
+            for index, count in shared.items():
+                share = count / min(len(mine), len(frozen_grams[index]))
+                assert share < NEAR_COPY, (example.id, text, frozen[index])
