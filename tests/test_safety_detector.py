@@ -164,6 +164,15 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我股票亏了，但我不想跳楼", "none"),  # 不 right before the match's own 想
         ("我不想去死，我只是想休息", "none"),
         ("如果来访者有自杀倾向，我该怎么做", "none"),  # a counsellor's question
+        # the user as the one told: the one telling is who the words are about
+        ("我表妹跟我说不想活了，还发了药瓶的照片，我吓坏了", "concern"),
+        ("我妈半夜给我打电话哭着说活着没意思", "concern"),
+        ("她跟我说了很多，我不想活了", "crisis"),  # 我 acts again after being told
+        ("男朋友跟我分手了，我想死", "crisis"),
+        # a period told back is the past only when the message says the risk is over
+        ("初二那会儿用圆规划了手臂，现在已经两年多没碰过了", "concern"),
+        ("刚确诊那两年天天想死，现在四年没有那种念头了", "concern"),
+        ("那两年读研也是混日子，现在不知道活着的意义，如果我死了爸妈怎么办", "crisis"),
     ],
     ids=repr,
 )

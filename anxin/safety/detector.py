@@ -229,9 +229,13 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     people = (
         person
         for person in message.within("person", sentence_start, start)
-        # 让他 / 把她: an object, not who acts; 让我 still makes me the one who feels it
-        if person.group("self")
-        or not _CUES["object_marker"].search(text, max(0, person.start() - 3), person.start())
+        # 让他 / 把她: an object, not who acts; 让我 still makes me the one who feels it, unless
+        # I am only the one told (她跟我说不想活了)
+        if (person.group("self") and not _told_me(message, person))
+        or (
+            not person.group("self")
+            and not _CUES["object_marker"].search(text, max(0, person.start() - 3), person.start())
+        )
     )
     last = next(people, None)
     if last is None or last.group("self"):
@@ -241,6 +245,12 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     ):
         return "stranger"
     return "close"
+
+
+def _told_me(message: _Message, person: re.Match[str]) -> bool:
+    """跟我说 / 给我打电话: the user is who is told; the one telling is who the words are about."""
+    told = message.last("told_me", max(0, person.start() - 2), person.end() + 4)
+    return told is not None and told.start() <= person.start() < told.end()
 
 
 def _preference_idiom(message: _Message, clause_start: int, start: int, end: int) -> bool:
@@ -253,7 +263,10 @@ def _preference_idiom(message: _Message, clause_start: int, start: int, end: int
 def _told_as_past(message: _Message, rule: Rule, sentence_start: int, start: int, end: int) -> bool:
     """初中时自残过，现在好多了: an experience told as past, not something happening now."""
     experienced = rule.act and message.text[end : end + 1] == "过"  # 自残过; 想过死 is ideation
-    past = message.last("past", sentence_start, message.sentence_end(end))
+    sentence_end = message.sentence_end(end)
+    past = message.last("past", sentence_start, sentence_end)
+    if past is None and message.has(_CUES["recovery"]):
+        past = message.last("past_period", sentence_start, sentence_end)
     # 以前我很开心，现在我想死: a "now" between the past and the match turns the story to today
     told_then = past is not None and not message.last("now", past.end(), start)
     if not (experienced or told_then):
