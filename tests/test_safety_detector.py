@@ -173,6 +173,13 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("初二那会儿用圆规划了手臂，现在已经两年多没碰过了", "concern"),
         ("刚确诊那两年天天想死，现在四年没有那种念头了", "concern"),
         ("那两年读研也是混日子，现在不知道活着的意义，如果我死了爸妈怎么办", "crisis"),
+        # inside a quotation, 我 is whoever said it
+        ("我老公昨晚喝多了说“我死了你们拿保险过好日子”，我该当真吗", "concern"),
+        ("他最近老念叨“我活着有什么用”", "concern"),
+        ("我跟我妈说“我不想活了”，她骂我矫情", "crisis"),
+        ("我在日记里写：“我不想活了”", "crisis"),
+        ("我儿子冲我喊你怎么不去死", "concern"),  # the child's curse, not the user's wish
+        ("我爸让我死了这条心，只能读普高", "none"),  # an idiom: give up on it
     ],
     ids=repr,
 )

@@ -219,6 +219,9 @@ def _degree_complement(text: str, clause_start: int, match_start: int) -> str | 
 def _subject(message: _Message, sentence_start: int, start: int, end: int) -> str:
     """'self', or 'close' (someone the user knows), or 'stranger' (news, fiction, people)."""
     text = message.text
+    quoted_from = _quotation_opening(text, start)
+    if quoted_from is not None:  # 他说"我死了你们就好过了": the one who said it, from before it
+        sentence_start, start = message.sentence_start(quoted_from), quoted_from
     if _CUES["relative_clause"].match(text[end : end + _AFTER]):
         return "stranger" if not _CUES["person"].search(text[end : end + 8]) else "close"
     if _CUES["reported_before"].search(
@@ -245,6 +248,15 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     ):
         return "stranger"
     return "close"
+
+
+def _quotation_opening(text: str, start: int) -> int | None:
+    """Where the quotation holding `start` opens (normalising made every quotation mark "),
+    when a verb of saying comes right before it; None otherwise."""
+    opening = text.rfind('"', 0, start)
+    if opening < 0 or text.count('"', 0, start) % 2 == 0:
+        return None
+    return opening if _CUES["quote_said"].search(text, max(0, opening - 4), opening) else None
 
 
 def _told_me(message: _Message, person: re.Match[str]) -> bool:
