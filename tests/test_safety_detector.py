@@ -171,7 +171,7 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("男朋友跟我分手了，我想死", "crisis"),
         # a period told back is the past only when the message says the risk is over
         ("初二那会儿用圆规划了手臂，现在已经两年多没碰过了", "concern"),
-        ("刚确诊那两年天天想死，现在四年没有那种念头了", "concern"),
+        ("刚确诊那两年常常想死，现在四年没有那种念头了", "concern"),
         ("那两年读研也是混日子，现在不知道活着的意义，如果我死了爸妈怎么办", "crisis"),
         # inside a quotation, 我 is whoever said it
         ("我老公昨晚喝多了说“我死了你们拿保险过好日子”，我该当真吗", "concern"),
@@ -187,6 +187,29 @@ def test_chinese_read_as_chinese(text, rules_level):
     """Words that only look like a negation, a third person or the past do not lower a
     risk word, and the real ones still do."""
     assert read_rules(text).level == rules_level
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a period told back, but the risk is back now, or was never over
+        "五年前确诊抑郁症，那会儿吃药慢慢好起来了，可是这半年又复发了，每天晚上都想从楼上跳下去",
+        "三年前我自残过，已经两年没碰过了，可是昨晚又割了",
+        "三年前离婚，我一直没走出来，想死",
+        "他两年前走了，我再也没有过一天好日子，不想活了",
+        "我真的好想死，那几年抑郁症明明已经好了",
+        # told or shouted at, and then the user's own wish
+        "老公天天对我吼，不想活了",
+        "我爸昨天又给我打了一顿，真的不想活了",
+        "没有人跟我说话，好想死",
+        # the user's own words in quotation marks, or a quotation never closed
+        "老公问怎么了，我哭着说“我不想活了”",
+        "他说“你去死吧，我真的不想活了",
+    ],
+    ids=repr,
+)
+def test_cues_for_someone_else_or_the_past_leave_the_users_own_crisis(text):
+    assert read_rules(text).level == "crisis"
 
 
 def test_a_contrast_with_now_keeps_the_crisis(detector):

@@ -88,6 +88,7 @@ class Assessment:
 
 _CLAUSE_BREAK = re.compile(r"[,，;；:：。!?！？\n…~]|\.(?=\s|$)|\s(?:but|and|so|because)\s")
 _SENTENCE_BREAK = re.compile(r"[。!?！？\n]|\.(?=\s|$)")
+_QUOTE_MARK = re.compile('"')
 _EVERYDAY_ADJECTIVES = set(_BOOK.lexicon.words["everyday_adjectives_zh"])
 
 _CUES = {name: cue.pattern for name, cue in _BOOK.judgement.items()}
@@ -121,6 +122,7 @@ class _Message:
         sentence_breaks = [found.span() for found in _SENTENCE_BREAK.finditer(text)]
         self._sentence_starts = [start for start, _ in sentence_breaks]
         self._sentence_ends = [end for _, end in sentence_breaks]
+        self._quotes = [found.start() for found in _QUOTE_MARK.finditer(text)]
         self._found: dict[Scanner, bool] = {}
         self._matches: dict[str, tuple[list[re.Match[str]], list[int]]] = {}
         self.scripts = {"zh": bool(CJK.search(text)), "en": bool(LATIN_WORD.search(text))}
@@ -161,6 +163,12 @@ class _Message:
             if found is not None:
                 return found
         return matches[i - 1] if i and starts[i - 1] >= start else None
+
+    def quotation_opening(self, position: int) -> int | None:
+        """Where the quotation holding `position` opens; None outside a closed quotation
+        (normalising made “ and ” a plain ", so an even count of marks before it means outside)."""
+        i = bisect.bisect_left(self._quotes, position)
+        return self._quotes[i - 1] if i % 2 == 1 and i < len(self._quotes) else None
 
     def clause_start(self, position: int) -> int:
         return self._after_last(self._clause_ends, position)
@@ -219,9 +227,11 @@ def _degree_complement(text: str, clause_start: int, match_start: int) -> str | 
 def _subject(message: _Message, sentence_start: int, start: int, end: int) -> str:
     """'self', or 'close' (someone the user knows), or 'stranger' (news, fiction, people)."""
     text = message.text
-    quoted_from = _quotation_opening(text, start)
-    if quoted_from is not None:  # 他说"我死了你们就好过了": the one who said it, from before it
-        sentence_start, start = message.sentence_start(quoted_from), quoted_from
+    match_clause = message.clause_start(start)
+    quoted_from = _quoted_speech(message, start)
+    if quoted_from is not None:  # 他念叨"我活着有什么用": whoever said it, in the clause before it
+        sentence_start = match_clause = message.clause_start(quoted_from)
+        start = quoted_from
     if _CUES["relative_clause"].match(text[end : end + _AFTER]):
         return "stranger" if not _CUES["person"].search(text[end : end + 8]) else "close"
     if _CUES["reported_before"].search(
@@ -233,8 +243,12 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
         person
         for person in message.within("person", sentence_start, start)
         # 让他 / 把她: an object, not who acts; 让我 still makes me the one who feels it, unless
-        # I am only the one told (她跟我说不想活了)
-        if (person.group("self") and not _told_me(message, person))
+        # I am only the one told, in the clause of the match (她跟我说不想活了; not 老公对我吼，
+        # 不想活了, where the wish is mine)
+        if (
+            person.group("self")
+            and not (person.start() >= match_clause and _told_me(message, person))
+        )
         or (
             not person.group("self")
             and not _CUES["object_marker"].search(text, max(0, person.start() - 3), person.start())
@@ -250,17 +264,21 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     return "close"
 
 
-def _quotation_opening(text: str, start: int) -> int | None:
-    """Where the quotation holding `start` opens (normalising made every quotation mark "),
-    when a verb of saying comes right before it; None otherwise."""
-    opening = text.rfind('"', 0, start)
-    if opening < 0 or text.count('"', 0, start) % 2 == 0:
+def _quoted_speech(message: _Message, start: int) -> int | None:
+    """Where a closed quotation holding `start` opens, when a verb of saying comes right before
+    it (quote_said reads the four characters before the mark); None otherwise."""
+    opening = message.quotation_opening(start)
+    if opening is None or not _CUES["quote_said"].search(
+        message.text, max(0, opening - 4), opening
+    ):
         return None
-    return opening if _CUES["quote_said"].search(text, max(0, opening - 4), opening) else None
+    return opening
 
 
 def _told_me(message: _Message, person: re.Match[str]) -> bool:
-    """跟我说 / 给我打电话: the user is who is told; the one telling is who the words are about."""
+    """跟我说 / 给我打电话: the user is who is told; the one telling is who the words are about.
+    The span reaches 2 characters before 我 (告诉) and 4 after it, the longest verb told_me
+    looks ahead for (打电话, 发消息)."""
     told = message.last("told_me", max(0, person.start() - 2), person.end() + 4)
     return told is not None and told.start() <= person.start() < told.end()
 
@@ -275,15 +293,22 @@ def _preference_idiom(message: _Message, clause_start: int, start: int, end: int
 def _told_as_past(message: _Message, rule: Rule, sentence_start: int, start: int, end: int) -> bool:
     """初中时自残过，现在好多了: an experience told as past, not something happening now."""
     experienced = rule.act and message.text[end : end + 1] == "过"  # 自残过; 想过死 is ideation
-    sentence_end = message.sentence_end(end)
-    past = message.last("past", sentence_start, sentence_end)
-    if past is None and message.has(_CUES["recovery"]):
-        past = message.last("past_period", sentence_start, sentence_end)
+    past = message.last("past", sentence_start, message.sentence_end(end))
+    if past is None:
+        past = _period_over(message, sentence_start, start)
     # 以前我很开心，现在我想死: a "now" between the past and the match turns the story to today
     told_then = past is not None and not message.last("now", past.end(), start)
     if not (experienced or told_then):
         return False
     return message.has(_CUES["recovery"]) or not message.has(_CUES["present"])
+
+
+def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match[str] | None:
+    """三年前 / 那两年 before the match, in a message that says the risk is over and holds
+    nothing of now (又, 最近, 一直, 每天: 那会儿好起来了，可是这半年又复发了 is today)."""
+    if not message.has(_CUES["recovery"]) or message.has(_CUES["present"]):
+        return None
+    return message.last("past_period", sentence_start, start)
 
 
 @dataclass(frozen=True)
