@@ -9,7 +9,9 @@ by the judgements the rule's `lowered_by` names:
 - negation before it in the same clause (我没有想自杀, I'm not suicidal) defuses it;
 - a degree complement (累得想死, 尴尬到想死) is hyperbole, not a wish to die;
 - a third person or a media frame as its subject (新闻里有人…, a man in the news) lowers it:
-  to "concern" for someone the user knows, to "none" for a stranger or a story;
+  to "concern" for someone the user knows, to "none" for a stranger or a story; the user as
+  the one told (她跟我说不想活了) and someone else's words in quotation marks (他念叨"我活着有
+  什么用") are that person's;
 - a topic frame (关于自杀预防的论文, an article about suicide) is talk about the subject;
 - a past event told as past (初中时自残过，现在好多了) is "concern", not "crisis".
 
