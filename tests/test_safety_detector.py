@@ -203,7 +203,7 @@ def test_chinese_read_as_chinese(text, rules_level):
         "我爸昨天又给我打了一顿，真的不想活了",
         "没有人跟我说话，好想死",
         # the user's own words in quotation marks, or a quotation never closed
-        "老公问怎么了，我哭着说“我不想活了”",
+        "老公问怎么了，哭着说“我不想活了”",
         "他说“你去死吧，我真的不想活了",
     ],
     ids=repr,

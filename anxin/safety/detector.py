@@ -236,9 +236,11 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
         start = quoted_from
     if _CUES["relative_clause"].match(text[end : end + _AFTER]):
         return "stranger" if not _CUES["person"].search(text[end : end + 8]) else "close"
-    if _CUES["reported_before"].search(
-        text, max(sentence_start, start - 3), start
-    ) and not message.last("person", sentence_start, start):
+    if (
+        quoted_from is None  # a quotation's speaker is named in its clause, or is the user
+        and _CUES["reported_before"].search(text, max(sentence_start, start - 3), start)
+        and not message.last("person", sentence_start, start)
+    ):
         # 有时甚至说想死 with no one named: the speaker is whoever the sentence before was about
         sentence_start = message.sentence_start(max(0, sentence_start - 1))
     people = (
