@@ -246,17 +246,7 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     people = (
         person
         for person in message.within("person", sentence_start, start)
-        # 让他 / 把她: an object, not who acts; 让我 still makes me the one who feels it, unless
-        # I am only the one told, in the clause of the match (她跟我说不想活了; not 老公对我吼，
-        # 不想活了, where the wish is mine)
-        if (
-            person.group("self")
-            and not (person.start() >= match_clause and _told_me(message, person))
-        )
-        or (
-            not person.group("self")
-            and not _CUES["object_marker"].search(text, max(0, person.start() - 3), person.start())
-        )
+        if _may_act(message, person, match_clause)
     )
     last = next(people, None)
     if last is None or last.group("self"):
@@ -266,6 +256,16 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     ):
         return "stranger"
     return "close"
+
+
+def _may_act(message: _Message, person: re.Match[str], match_clause: int) -> bool:
+    """Whether `person` can be who the match is about. 让他 / 把她 name an object, not who
+    acts; 让我 still makes me the one who feels it, unless I am only the one told, in the
+    clause of the match (她跟我说不想活了; not 老公对我吼，不想活了, where the wish is mine)."""
+    if person.group("self"):
+        return not (person.start() >= match_clause and _told_me(message, person))
+    before = max(0, person.start() - 3)
+    return not _CUES["object_marker"].search(message.text, before, person.start())
 
 
 def _quoted_speech(message: _Message, start: int) -> int | None:
