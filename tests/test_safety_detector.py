@@ -205,11 +205,34 @@ def test_chinese_read_as_chinese(text, rules_level):
         # the user's own words in quotation marks, or a quotation never closed
         "老公问怎么了，哭着说“我不想活了”",
         "他说“你去死吧，我真的不想活了",
+        # everyone and no one are not a person the words belong to; nor is someone the user
+        # only faces, or is driven mad by (冲她, 被室友)
+        "两年了删不掉也放不下，所有人都冷漠，想去死怎么办？",
+        "跟婆婆吵完架我不敢冲她发火，就回屋关上门使劲扇自己耳光",
+        "我已经快被女权室友逼疯了，难受到吞了好多药才入睡",
+        # a past that began a habit of now
+        "初中开始就会想死了",
     ],
     ids=repr,
 )
 def test_cues_for_someone_else_or_the_past_leave_the_users_own_crisis(text):
     assert read_rules(text).level == "crisis"
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "我有时候会想不如就这样死掉也挺好",
+        "对活着的欲望越来越少，对死亡的感觉越来越强",
+        "有时甚至想到了死亡",
+    ],
+)
+def test_a_wish_to_die_in_the_middle_of_a_long_post_is_read_by_the_rules(phrase):
+    """The rules read every sentence alike: a long post about school and family does not dilute
+    a wish said once in it, as it dilutes the learned stage's n-grams."""
+    school = "我在中考的时候就明白了这一点，跟我一起玩的伙伴，不是出国，就是走关系读上高中。"
+    family = "爸妈每天都在吵架，我回家就关上门，谁也不想理。现在还有30天考研，我每天都学不进去。"
+    assert read_rules(school * 3 + phrase + "。" + family * 3).level == "crisis"
 
 
 def test_a_contrast_with_now_keeps_the_crisis(detector):

@@ -1,5 +1,5 @@
-"""The written client posts (data/safety_posts): the held-out part is frozen, both parts read
-as labelled sets, and the development part holds no near copy of a frozen message."""
+"""The written client posts (data/safety_posts): the held-out part is frozen, every part reads
+as a labelled set, and the development parts hold no near copy of a frozen message."""
 
 from __future__ import annotations
 
@@ -62,16 +62,26 @@ def test_the_second_reading_covers_every_heldout_post_once_and_agrees_as_reporte
     assert all((reader[i] == "crisis") == (writers[i] == "crisis") for i in writers)
 
 
-def test_no_development_post_is_a_near_copy_of_a_frozen_message():
+def test_the_phrases_are_a_labelled_development_set_of_one_writer():
+    examples = read_examples(POSTS / "phrases_dev.jsonl")
+    assert len(examples) == 511 and len({e.id for e in examples}) == 511
+    assert {e.id.split("-")[1] for e in examples} == {"13"}
+    assert sum(e.label == "crisis" for e in examples) == 238
+
+
+@pytest.mark.parametrize("name", ["posts_train.jsonl", "phrases_dev.jsonl"])
+def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
     frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]
     frozen_grams = [grams(text) for text in frozen]
     holding = defaultdict(list)  # 4-gram -> frozen texts that hold it
     for index, found in enumerate(frozen_grams):
         for gram in found:
             holding[gram].append(index)
-    for example in read_examples(POSTS / "posts_train.jsonl"):
+    for example in read_examples(POSTS / name):
         for text in user_texts(example):
             mine = grams(text)
+            if not mine:  # under four characters: not inside any frozen message
+                assert not any(text in other for other in frozen), (example.id, text)
             shared = defaultdict(int)
             for gram in mine:
                 for index in holding.get(gram, ()):
