@@ -180,6 +180,13 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我在日记里写：“我不想活了”", "crisis"),
         ("我儿子冲我喊你怎么不去死", "concern"),  # the child's curse, not the user's wish
         ("我爸让我死了这条心，只能读普高", "none"),  # an idiom: give up on it
+        # a habit that began then and ended later is over (初中开始就会想死了 alone is now)
+        ("初中开始就会割手腕，高中以后就好了，已经三年没有了", "concern"),
+        # everyday senses of the words the phrase families read
+        ("我老公今天动手做饭了", "none"),
+        ("宝宝又踢我了", "none"),
+        ("想到死线就头大", "none"),
+        ("闺蜜的奶奶去世了，我马上就去陪她", "none"),
     ],
     ids=repr,
 )
