@@ -74,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     samples = training.training_samples()
-    rows = [features(sample.evidence, CONFIG) for sample in samples]
+    learned_from = [training.training_row(sample.evidence, CONFIG) for sample in samples]
     parts = frozen_samples()
     groups = sorted({sample.group for sample in samples})
     runs = []
     for draw in range(args.draws):
         left_out = set(random.Random(draw).sample(groups, int(len(groups) * LEFT_OUT)))
         kept = [i for i, sample in enumerate(samples) if sample.group not in left_out]
-        model = training.fit([samples[i] for i in kept], CONFIG, [rows[i] for i in kept])
+        model = training.fit([samples[i] for i in kept], CONFIG, [learned_from[i] for i in kept])
         runs.append({name: scored(model, part) for name, part in parts.items()})
         print(draw, {name: (r["recall"], r["false_positive_rate"]) for name, r in runs[-1].items()})
     result = {

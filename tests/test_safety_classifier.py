@@ -487,3 +487,17 @@ def test_learned_probability_ranks_before_any_bar():
     assert care.learned_probability(lowered) == pytest.approx(
         float(care.decide(lowered).reasons[-1].removeprefix("learned:")), abs=0.005
     )
+
+
+def test_a_message_the_rules_call_a_crisis_is_learned_from_without_their_reading():
+    """The learned stage is never asked about such a message (training.training_row)."""
+    crisis, other = read_examples_from([("我想自杀", "crisis"), ("最近工作好累", "non_crisis")])
+    ruled, unruled = training.evidence_of(crisis), training.evidence_of(other)
+    assert ruled.context_level == "crisis" and unruled.context_level != "crisis"
+    without_reading = replace(clf.CONFIG, evidence_weight=0.0)
+    for row, expected in (
+        (training.training_row(ruled), clf.features(ruled, without_reading)),
+        (training.training_row(unruled), clf.features(unruled)),
+    ):
+        assert all(np.array_equal(a, b) for a, b in zip(row, expected))
+    assert len(clf.features(ruled)[0]) > len(training.training_row(ruled)[0])
