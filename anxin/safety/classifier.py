@@ -10,8 +10,9 @@ weighs, for each user message, three groups of hashed pieces:
   classes meet in one clause, so 想噶了 and 想死 share what they have in common;
 - the rules' reading (`Evidence`): their level and categories, each rule that matched and how
   it was judged (negated, hyperbole, someone else, the past, ...), the warning signs, the
-  context cues, and the levels the rules gave the last three user turns (off in the shipped
-  weights: `TrainingConfig.evidence_weight` says why);
+  context cues, and the levels the rules gave the last three user turns (`evidence_pieces`;
+  left out when learning from a message the rules already call a crisis:
+  `training.training_row` says why);
 - the conversation: the word classes and character 2-3-grams of those earlier user turns, and
   of the assistant's turn just before, with whether it asked about safety; and, when one of
   those turns was a crisis by the rules, the message's own classes and 1-3-grams once more,

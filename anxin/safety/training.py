@@ -256,12 +256,13 @@ def is_held(sample: Sample, fold: int) -> bool:
 
 def training_row(evidence: Evidence, config: TrainingConfig = CONFIG) -> tuple:
     """The features a sample is learned from. A message the rules or the context cues already
-    call a crisis is learned from without the rules' reading: the detector never asks the
-    learned stage about such a message, so there the reading is an input it never meets, and
-    it would take up what the message's words should teach about the same words where the
-    rules miss them. Out of fold on dev (2026-12-06), at the same bars: real 0.901 / 0.044 →
-    0.915 / 0.043, PsySUICIDE 0.876 / 0.036 → 0.887 / 0.036, the later rounds 0.607 / 0.049 →
-    0.592 / 0.050 (rules/classifier.yaml has the table it was taken on)."""
+    call a crisis is learned from without the rules' reading (`evidence_pieces`): the learned
+    stage's answer never counts for such a message, and there the rules' verdict alone
+    predicts the label, so a model trained with it credits the verdict instead of the words,
+    and the same words weigh less where the rules miss them. Out of fold on dev (2026-12-06),
+    at the same bars: real 0.901 / 0.044 → 0.915 / 0.043, PsySUICIDE 0.876 / 0.036 → 0.887 /
+    0.036, the later rounds 0.607 / 0.049 → 0.592 / 0.050 (rules/classifier.yaml has the
+    table it was taken on)."""
     if evidence.context_level == "crisis":
         return features(evidence, replace(config, evidence_weight=0.0))
     return features(evidence, config)
@@ -342,9 +343,9 @@ def _tried(bars: Bars, name: str, values: Sequence[float]) -> list[tuple[str, Ba
 
 
 def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
-    """PR-AUC and recall at FPR 0.05 of the detector's score (1 where the rules or the context
-    cues call a crisis, else P(crisis): the learned stage is not asked there, and since
-    2026-12-06 not trained to score those messages either, `training_row`), then the
+    """PR-AUC and recall at FPR 0.05 of P(crisis) with the rules' and context cues' crises set
+    to 1 (their learned answer never counts, and since 2026-12-06 it is not trained to rank
+    them either, `training_row`; uncapped, unlike `Assessment.score`), then the
     detector's figures with each threshold of rules/classifier.yaml moved in turn (the others
     as shipped): crisis recall, false-positive rate, crisis-or-concern recall, and the share of
     non-crisis messages given at least the concern line. The shipped thresholds were chosen
