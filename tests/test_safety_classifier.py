@@ -501,3 +501,8 @@ def test_a_message_the_rules_call_a_crisis_is_learned_from_without_their_reading
     ):
         assert all(np.array_equal(a, b) for a, b in zip(row, expected))
     assert len(clf.features(ruled)[0]) > len(training.training_row(ruled)[0])
+    computed = clf.features(unruled)  # a row already computed is kept, unless it must change
+    assert training.training_row(unruled, row=computed) is computed
+    assert len(training.training_row(ruled, row=clf.features(ruled))[0]) < len(
+        clf.features(ruled)[0]
+    )

@@ -254,8 +254,11 @@ def is_held(sample: Sample, fold: int) -> bool:
     return sample.source != "written" and fold_of(sample.group) == fold
 
 
-def training_row(evidence: Evidence, config: TrainingConfig = CONFIG) -> tuple:
-    """The features a sample is learned from. A message the rules or the context cues already
+def training_row(
+    evidence: Evidence, config: TrainingConfig = CONFIG, row: tuple | None = None
+) -> tuple:
+    """The features a sample is learned from (`row`: its `features`, when already computed,
+    kept unless they must change). A message the rules or the context cues already
     call a crisis is learned from without the rules' reading (`evidence_pieces`): the learned
     stage's answer never counts for such a message, and there the rules' verdict alone
     predicts the label, so a model trained with it credits the verdict instead of the words,
@@ -265,14 +268,14 @@ def training_row(evidence: Evidence, config: TrainingConfig = CONFIG) -> tuple:
     table it was taken on)."""
     if evidence.context_level == "crisis":
         return features(evidence, replace(config, evidence_weight=0.0))
-    return features(evidence, config)
+    return features(evidence, config) if row is None else row
 
 
 def out_of_fold(samples: Sequence[Sample], config: TrainingConfig = CONFIG) -> np.ndarray:
     """P(crisis) for every real and PsySUICIDE sample from a model that never saw its dialogue
     (NaN for the written ones, which are always trained on)."""
     rows = [features(sample.evidence, config) for sample in samples]
-    learned_from = [training_row(sample.evidence, config) for sample in samples]
+    learned_from = [training_row(s.evidence, config, row) for s, row in zip(samples, rows)]
     scores = np.full(len(samples), np.nan)
     for fold in range(FOLDS):
         held = {i for i, s in enumerate(samples) if is_held(s, fold)}
