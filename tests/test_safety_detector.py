@@ -182,6 +182,22 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我爸让我死了这条心，只能读普高", "none"),  # an idiom: give up on it
         # a habit that began then and ended later is over (初中开始就会想死了 alone is now)
         ("初中开始就会割手腕，高中以后就好了，已经三年没有了", "concern"),
+        # a story of a risk that is over, ending in today's life (最近, 一直 not about the risk)
+        (
+            "刚退伍那两年我有过不想活的念头，后来停药三年了，状态一直挺稳。最近有个战友问我怎么熬过来的",
+            "concern",
+        ),
+        (
+            "我以前自残很严重，几乎天天划，后来住了两次院，现在三年多没有过了。今天护士看到疤问了一句",
+            "concern",
+        ),
+        # ... but over and then back, or recent, is now
+        ("以前想过死，现在好多了，可最近又想死了", "crisis"),
+        ("我前段时间还割腕过两次，但都被发现制止了", "crisis"),
+        # whom the violence is done to: 踢我妈 is the mother, 打我妈也不管 is the speaker
+        ("我爸一喝醉就踢我妈，我好害怕", "none"),
+        ("我爸打我妈也不管", "crisis"),
+        ("我爸一喝酒就打我妈和我", "crisis"),
         # everyday senses of the words the phrase families read
         ("我老公今天动手做饭了", "none"),
         ("宝宝又踢我了", "none"),

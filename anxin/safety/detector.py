@@ -94,6 +94,8 @@ _QUOTE_MARK = re.compile('"')
 _EVERYDAY_ADJECTIVES = set(_BOOK.lexicon.words["everyday_adjectives_zh"])
 
 _CUES = {name: cue.pattern for name, cue in _BOOK.judgement.items()}
+# A risk word (the learned stage's anchors: 死, 自杀, 伤害, 割, 跳…), for `_goes_on_now`.
+_RISK_WORD = _BOOK.classifier.anchor.pattern
 _CUES["person"] = scanner(
     f"(?P<other>{_CUES['person_other'].pattern})|(?P<self>{_CUES['person_self'].pattern})"
 )
@@ -174,6 +176,11 @@ class _Message:
 
     def clause_start(self, position: int) -> int:
         return self._after_last(self._clause_ends, position)
+
+    def clause_end(self, position: int) -> int:
+        """Where the clause holding `position` ends (after its break, or the end of the text)."""
+        i = bisect.bisect_right(self._clause_ends, position)
+        return self._clause_ends[i] if i < len(self._clause_ends) else len(self.text)
 
     def sentence_start(self, position: int) -> int:
         return self._after_last(self._sentence_ends, position)
@@ -302,17 +309,37 @@ def _told_as_past(message: _Message, rule: Rule, sentence_start: int, start: int
         past = _period_over(message, sentence_start, start)
     # 以前我很开心，现在我想死: a "now" between the past and the match turns the story to today
     told_then = past is not None and not message.last("now", past.end(), start)
-    if not (experienced or told_then):
-        return False
-    return message.has(_CUES["recovery"]) or not message.has(_CUES["present"])
+    return (experienced or told_then) and not _goes_on_now(message, start)
 
 
 def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match[str] | None:
-    """三年前 / 那两年 before the match, in a message that says the risk is over and holds
-    nothing of now (又, 最近, 一直, 每天: 那会儿好起来了，可是这半年又复发了 is today)."""
-    if not message.has(_CUES["recovery"]) or message.has(_CUES["present"]):
+    """三年前 / 那两年 before the match, in a message that says the risk is over (那两年天天想死，
+    现在四年没有那种念头了); not a story that comes to today (那两年研究生也是这样的……)."""
+    if not message.has(_CUES["recovery"]):
         return None
     return message.last("past_period", sentence_start, start)
+
+
+def _goes_on_now(message: _Message, start: int) -> bool:
+    """Whether the risk of the match at `start` goes on now, by the present cues (又, 最近, 一直).
+
+    Where the message says the risk is over (现在三年多没有过了), only a present cue after that
+    which speaks of the risk turns it back to today (可是这半年又复发了): one before it is the
+    past's habit (那时候天天想死), one about today's life is not the risk (最近要结婚了, 状态一
+    直挺稳). Elsewhere a present cue in the match's sentence, or in a clause that speaks of the
+    risk, makes it now; one in a clause about something else (最近有个战友问我) does not."""
+    text = message.text
+    over = message.last("recovery", 0, len(text))
+    sentence_start, sentence_end = message.sentence_start(start), message.sentence_end(start)
+    for found in message.within("present", 0, len(text)):
+        clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
+        of_the_risk = bool(_RISK_WORD.search(clause) or _CUES["relapse"].search(clause))
+        if over is not None:
+            if found.start() >= over.end() and of_the_risk:
+                return True
+        elif of_the_risk or sentence_start <= found.start() < sentence_end:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
