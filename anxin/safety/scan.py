@@ -247,4 +247,4 @@ class Scanner:
 
 
 def scanner(pattern: str | re.Pattern[str]) -> Scanner:
-    return Scanner(re.compile(pattern) if isinstance(pattern, str) else pattern)
+    return Scanner(re.compile(pattern, re.DOTALL) if isinstance(pattern, str) else pattern)

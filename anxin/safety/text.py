@@ -32,13 +32,24 @@ SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[�
 
 
 def normalize(text: str) -> str:
-    """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese."""
+    """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese.
+    A line break stays one (a run of spaces holding one becomes it): it ends a sentence, as
+    it does for the learned stage (`split_sentences`), so 以前自杀过 / 现在好多了 / 今天去爬山了
+    typed on three lines is three sentences, not one."""
     text = _RESPELL.sub(_respelled, unicodedata.normalize("NFKC", text))
     text = _ZERO_WIDTH.sub("", text.lower())
-    text = _CJK_GAP.sub("", text)
+    text = _CJK_GAP.sub(_line_break_or_nothing, text)
     # 我真的want to die: \b needs a break between Chinese and Latin letters
     text = _SCRIPT_SEAM.sub(r"\g<0> ", text)
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(_line_break_or_space, text).strip()
+
+
+def _line_break_or_nothing(gap: re.Match[str]) -> str:
+    return "\n" if "\n" in gap.group() else ""
+
+
+def _line_break_or_space(gap: re.Match[str]) -> str:
+    return "\n" if "\n" in gap.group() else " "
 
 
 def _respelled(found: re.Match[str]) -> str:

@@ -226,7 +226,8 @@ class _Source:
         except ValueError as error:
             raise self.fail(where, str(error)) from None
         try:
-            return Scanner(re.compile(expanded))
+            # DOTALL: normalised text keeps line breaks, and .* in a rule means the whole message
+            return Scanner(re.compile(expanded, re.DOTALL))
         except re.error as error:
             raise self.fail(where, f"bad regex ({error})") from None
 
