@@ -191,13 +191,25 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
             "我以前自残很严重，几乎天天划，后来住了两次院，现在三年多没有过了。今天护士看到疤问了一句",
             "concern",
         ),
-        # ... but over and then back, or recent, is now
+        # ... but over and then back, or recent, is now; and with no word that it is over, any
+        # present cue is (昨晚又没忍住 speaks of the risk without its words)
         ("以前想过死，现在好多了，可最近又想死了", "crisis"),
+        ("那两年天天想死，后来好了。可这几个月又回到那种状态了", "crisis"),
         ("我前段时间还割腕过两次，但都被发现制止了", "crisis"),
+        ("以前想过割腕。昨晚又没忍住。", "crisis"),
+        ("我想死，跟以前一样。最近每天都这样。", "crisis"),
+        # today's life after a risk that is over, in words that only look like the risk's
+        ("以前想过割腕，后来好了。最近在学跳舞", "concern"),
+        ("以前想过死，现在好多了，最近忙着搬家累死了", "concern"),
+        # a line break ends a sentence, as a full stop does
+        ("以前自杀过\n现在好多了\n今天和朋友去爬山了", "concern"),
         # whom the violence is done to: 踢我妈 is the mother, 打我妈也不管 is the speaker
         ("我爸一喝醉就踢我妈，我好害怕", "none"),
         ("我爸打我妈也不管", "crisis"),
         ("我爸一喝酒就打我妈和我", "crisis"),
+        ("我爸打我妈妈也不管", "crisis"),  # 妈妈 read whole, not 妈 + 妈
+        ("他打我妈，也打我", "crisis"),  # the user hit in a clause that names no one
+        ("我爸天天打我妈，昨天也动手打了我", "crisis"),
         # everyday senses of the words the phrase families read
         ("我老公今天动手做饭了", "none"),
         ("宝宝又踢我了", "none"),
@@ -341,6 +353,13 @@ def test_after_a_crisis_a_calm_message_is_still_watched(detector):
 
 def test_normalize_folds_width_case_and_traditional_characters():
     assert normalize("ＩＷａｎｔ　想 自殺") == "iwant 想自杀"
+
+
+def test_normalize_keeps_a_line_break_as_one():
+    """Spaces inside Chinese go, a run of spaces holding a line break becomes the break: a line
+    typed on a phone ends a sentence for the rules as it does for the learned stage."""
+    assert normalize("以前 自杀过 \r\n  现在\n\n好多了") == "以前自杀过\n现在\n好多了"
+    assert normalize("i want \n to die") == "i want\nto die"
 
 
 @pytest.mark.parametrize(

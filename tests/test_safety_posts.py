@@ -69,7 +69,16 @@ def test_the_phrases_are_a_labelled_development_set_of_one_writer():
     assert sum(e.label == "crisis" for e in examples) == 238
 
 
-@pytest.mark.parametrize("name", ["posts_train.jsonl", "phrases_dev.jsonl"])
+def test_the_review_sentences_are_a_labelled_development_set():
+    """README, "A review of whose abuse and when a risk is over": 160 crises, 82 not."""
+    examples = read_examples(POSTS / "review_past_now.jsonl")
+    assert len(examples) == 242 and len({e.id for e in examples}) == 242
+    assert sum(e.label == "crisis" for e in examples) == 160
+
+
+@pytest.mark.parametrize(
+    "name", ["posts_train.jsonl", "phrases_dev.jsonl", "review_past_now.jsonl"]
+)
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
     frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]
     frozen_grams = [grams(text) for text in frozen]

@@ -323,23 +323,29 @@ def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match
 def _goes_on_now(message: _Message, start: int) -> bool:
     """Whether the risk of the match at `start` goes on now, by the present cues (又, 最近, 一直).
 
-    Where the message says the risk is over (现在三年多没有过了), only a present cue after that
-    which speaks of the risk turns it back to today (可是这半年又复发了): one before it is the
-    past's habit (那时候天天想死), one about today's life is not the risk (最近要结婚了, 状态一
-    直挺稳). Elsewhere a present cue in the match's sentence, or in a clause that speaks of the
-    risk, makes it now; one in a clause about something else (最近有个战友问我) does not."""
+    Where the message says the risk is over (现在三年多没有过了), a present cue brings it back
+    to today only in a clause that speaks of the risk (a risk word or `relapse`: 可是这半年又
+    复发了, 最近又有那种念头), and only after that statement, or before it when it is recent
+    rather than the past's habit (最近又想死了，好几年没这样了; not 那时候天天想死): stories of
+    a risk that is over often end in today's life (最近要结婚了, 状态一直挺稳), and reading those
+    as now called the whole story a crisis. Where it does not say so, any present cue makes it
+    now: 以前想过割腕。昨晚又没忍住 speaks of the risk without its words."""
     text = message.text
     over = message.last("recovery", 0, len(text))
-    sentence_start, sentence_end = message.sentence_start(start), message.sentence_end(start)
+    if over is None:
+        return message.has(_CUES["present"])
     for found in message.within("present", 0, len(text)):
+        if found.start() < over.end() and _HABIT.fullmatch(found.group()):
+            continue
         clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
-        of_the_risk = bool(_RISK_WORD.search(clause) or _CUES["relapse"].search(clause))
-        if over is not None:
-            if found.start() >= over.end() and of_the_risk:
-                return True
-        elif of_the_risk or sentence_start <= found.start() < sentence_end:
+        risk_words = _CUES["everyday_risk_word"].compiled.sub("", clause)  # not 忙得要死, 学跳舞
+        if _RISK_WORD.search(risk_words) or _CUES["relapse"].search(clause):
             return True
     return False
+
+
+# Present cues that, told before the risk is said to be over, are the past's habit: 那时候天天想死.
+_HABIT = re.compile(r"天天|每天|一直|经常|总是|还在|还是会|(?:开始|以来).*")
 
 
 @dataclass(frozen=True)
