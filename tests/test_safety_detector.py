@@ -182,19 +182,19 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我爸让我死了这条心，只能读普高", "none"),  # an idiom: give up on it
         # a habit that began then and ended later is over (初中开始就会想死了 alone is now)
         ("初中开始就会割手腕，高中以后就好了，已经三年没有了", "concern"),
-        # a story of a risk that is over, ending in today's life (最近, 一直 not about the risk)
+        # a story of a risk said to be over, ending in today's life (最近 not about the risk)
+        ("以前想过自杀，现在好多了。最近有个战友问我怎么熬过来的", "concern"),
+        # ... but with no word that it is over, any present cue is now (停药 is no recovery)
         (
             "刚退伍那两年我有过不想活的念头，后来停药三年了，状态一直挺稳。最近有个战友问我怎么熬过来的",
-            "concern",
+            "crisis",
         ),
-        (
-            "我以前自残很严重，几乎天天划，后来住了两次院，现在三年多没有过了。今天护士看到疤问了一句",
-            "concern",
-        ),
+        ("高中的时候想过跳楼，后来状态一直挺稳的，可是这几天站在阳台上又往下看了好久", "crisis"),
         # ... but over and then back, or recent, is now; and with no word that it is over, any
         # present cue is (昨晚又没忍住 speaks of the risk without its words)
         ("以前想过死，现在好多了，可最近又想死了", "crisis"),
         ("那两年天天想死，后来好了。可这几个月又回到那种状态了", "crisis"),
+        ("那段时间我天天想自杀，后来好多了，但这几天又不对劲了", "crisis"),
         ("我前段时间还割腕过两次，但都被发现制止了", "crisis"),
         ("以前想过割腕。昨晚又没忍住。", "crisis"),
         ("我想死，跟以前一样。最近每天都这样。", "crisis"),
@@ -204,7 +204,7 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         # a line break ends a sentence, as a full stop does
         ("以前自杀过\n现在好多了\n今天和朋友去爬山了", "concern"),
         # whom the violence is done to: 踢我妈 is the mother, 打我妈也不管 is the speaker
-        ("我爸一喝醉就踢我妈，我好害怕", "none"),
+        ("我爸一喝醉就踢我妈，我好害怕", "concern"),  # a family member hit: concern
         ("我爸打我妈也不管", "crisis"),
         ("我爸一喝酒就打我妈和我", "crisis"),
         ("我爸打我妈妈也不管", "crisis"),  # 妈妈 read whole, not 妈 + 妈

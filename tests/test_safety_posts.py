@@ -76,8 +76,16 @@ def test_the_review_sentences_are_a_labelled_development_set():
     assert sum(e.label == "crisis" for e in examples) == 160
 
 
+def test_the_second_review_sentences_are_a_labelled_development_set():
+    """README, "A review of whose abuse and when a risk is over": 153 crises, 49 not."""
+    examples = read_examples(POSTS / "review_recovery.jsonl")
+    assert len(examples) == 202 and len({e.id for e in examples}) == 202
+    assert sum(e.label == "crisis" for e in examples) == 153
+
+
 @pytest.mark.parametrize(
-    "name", ["posts_train.jsonl", "phrases_dev.jsonl", "review_past_now.jsonl"]
+    "name",
+    ["posts_train.jsonl", "phrases_dev.jsonl", "review_past_now.jsonl", "review_recovery.jsonl"],
 )
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
     frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]

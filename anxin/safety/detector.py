@@ -313,23 +313,23 @@ def _told_as_past(message: _Message, rule: Rule, sentence_start: int, start: int
 
 
 def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match[str] | None:
-    """三年前 / 那两年 before the match, in a message that says the risk is over (那两年天天想死，
-    现在四年没有那种念头了); not a story that comes to today (那两年研究生也是这样的……)."""
-    if not message.has(_CUES["recovery"]):
+    """三年前 / 那两年 before the match, in a message that says the risk is over and holds
+    nothing of now (又, 最近, 一直, 每天: 那会儿好起来了，可是这半年又复发了 is today)."""
+    if not message.has(_CUES["recovery"]) or message.has(_CUES["present"]):
         return None
     return message.last("past_period", sentence_start, start)
 
 
 def _goes_on_now(message: _Message, start: int) -> bool:
-    """Whether the risk of the match at `start` goes on now, by the present cues (又, 最近, 一直).
+    """Whether a risk told as past goes on now, by the present cues (又, 最近, 一直).
 
-    Where the message says the risk is over (现在三年多没有过了), a present cue brings it back
-    to today only in a clause that speaks of the risk (a risk word or `relapse`: 可是这半年又
-    复发了, 最近又有那种念头), and only after that statement, or before it when it is recent
-    rather than the past's habit (最近又想死了，好几年没这样了; not 那时候天天想死): stories of
-    a risk that is over often end in today's life (最近要结婚了, 状态一直挺稳), and reading those
-    as now called the whole story a crisis. Where it does not say so, any present cue makes it
-    now: 以前想过割腕。昨晚又没忍住 speaks of the risk without its words."""
+    Where the message does not say the risk is over, any present cue makes it now (以前想过割腕。
+    昨晚又没忍住 speaks of the risk without its words). Where it says so (现在好多了), the risk is
+    past unless a present cue brings it back in a clause that speaks of it: a risk word in its
+    own sense, or `relapse` (复发, 又不对劲了, 又回到那种状态, 阳台); after that word, or before it
+    when the cue is recent rather than the past's habit (最近又想死了，好几年没这样了; not 那时候
+    天天想死). This reads only more as now than the earlier rule, which called any message with
+    a word of recovery past (以前想过死，现在好多了，可最近又想死了 was a concern)."""
     text = message.text
     over = message.last("recovery", 0, len(text))
     if over is None:
