@@ -335,17 +335,13 @@ def _goes_on_now(message: _Message, start: int) -> bool:
     if over is None:
         return message.has(_CUES["present"])
     for found in message.within("present", 0, len(text)):
-        if found.start() < over.end() and _HABIT.fullmatch(found.group()):
+        if found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group()):
             continue
         clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
         risk_words = _CUES["everyday_risk_word"].compiled.sub("", clause)  # not 忙得要死, 学跳舞
         if _RISK_WORD.search(risk_words) or _CUES["relapse"].search(clause):
             return True
     return False
-
-
-# Present cues that, told before the risk is said to be over, are the past's habit: 那时候天天想死.
-_HABIT = re.compile(r"天天|每天|一直|经常|总是|还在|还是会|(?:开始|以来).*")
 
 
 @dataclass(frozen=True)
