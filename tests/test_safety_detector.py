@@ -10,6 +10,7 @@ import pytest
 from anxin.safety import Assessment, CrisisDetector, detect_language, normalize
 from anxin.safety.commands import read_examples
 from anxin.safety.detector import read_rules
+from anxin.safety.text import matching_text, matching_text_and_word_gaps
 
 DEV_SET = Path(__file__).resolve().parent.parent / "data" / "safety_dev.jsonl"
 
@@ -358,8 +359,76 @@ def test_normalize_folds_width_case_and_traditional_characters():
 def test_normalize_keeps_a_line_break_as_one():
     """Spaces inside Chinese go, a run of spaces holding a line break becomes the break: a line
     typed on a phone ends a sentence for the rules as it does for the learned stage."""
-    assert normalize("以前 自杀过 \r\n  现在\n\n好多了") == "以前自杀过\n现在\n好多了"
+    assert normalize("以前自杀过 \r\n  现在\n\n好多了") == "以前自杀过\n现在\n好多了"
     assert normalize("i want \n to die") == "i want\nto die"
+
+
+def test_a_space_between_chinese_words_is_a_clause_break_for_the_rules_judgements():
+    """不想上学 想死, typed without punctuation: the patterns read 不想上学想死, the judgements
+    see two clauses (the 不 of 不想上学 does not reach 想死). Spaced-out writing (想 自杀, 我 想
+    死) has no gap: a space beside a single character only goes."""
+    assert normalize("不想上学 想死") == "不想上学想死"
+    assert matching_text_and_word_gaps("不想上学 想死") == ("不想上学想死", [4])
+    assert matching_text_and_word_gaps("我想死   太迷茫了\u3000呆在家") == (
+        "我想死太迷茫了呆在家",
+        [3, 7],
+    )
+    assert matching_text_and_word_gaps("我 想 死") == ("我想死", [])
+    assert matching_text_and_word_gaps("想 自杀 了") == ("想自杀了", [])
+    assert matching_text_and_word_gaps("《自杀 小队》 好看 真的") == ("《》 好看真的", [5])
+    assert normalize("a\ue000b") == "ab"  # a private-use WORD_GAP in the input is no gap
+    # the learned stage and the context cues read the gap as the comma it stands for
+    assert matching_text("不想上学 想死") == "不想上学,想死"
+    assert matching_text("我 想 死") == "我想死"
+
+
+def test_an_emoji_stands_for_a_comma():
+    assert normalize("没考好😭😭不想活了") == "没考好,不想活了"
+    assert normalize("好累 ❤️ 不想活了") == "好累 , 不想活了"
+
+
+@pytest.mark.parametrize(
+    "typed,level",
+    [
+        ("没考好😭😭不想活了", "crisis"),  # the 没 of 没考好 does not reach 不想活了
+        ("不想上学😔想死", "crisis"),
+        ("不想上学[流泪]想死", "crisis"),  # a WeChat code
+        ("没人理我..想死", "crisis"),
+        ("我没有想死😂", "concern"),  # as 我没有想死，: negated, but the concern line
+        ("以前想过自杀🙂现在好多了🙂最近在学做饭", "concern"),
+    ],
+)
+def test_emoji_codes_and_dots_between_clauses_are_read_as_commas(detector, typed, level):
+    assert detector.assess(typed).level == level
+
+
+@pytest.mark.parametrize(
+    "spaced,level",
+    [
+        ("不想上学 想死", "crisis"),  # the 不 of 不想上学 does not reach 想死
+        ("没有人理我 想死", "crisis"),
+        ("我想死 但是又怕疼", "crisis"),
+        ("真的好想 自杀", "crisis"),
+        ("以前想过自杀 现在好多了 最近在学做饭", "concern"),  # a past, today's life after it
+        ("不开心 很痛苦 但没有想过死", "none"),
+        ("笑死 我同桌上课偷吃辣条", "none"),
+    ],
+)
+def test_spaces_between_chinese_clauses_are_read_as_commas(detector, spaced, level):
+    assert detector.assess(spaced).level == level
+    assert detector.assess(spaced.replace(" ", "，")).level == level
+
+
+@pytest.mark.parametrize("spaced", ["我不想 活了", "我想 从天台跳下去", "我已经 不想 再活下去了"])
+def test_a_space_for_emphasis_does_not_cut_a_phrase(detector, spaced):
+    """The patterns read across the gap, so 我不想 活了 is 我不想活了, not 我不想，活了."""
+    assert detector.assess(spaced).level == "crisis"
+    assert detector.assess(spaced.replace(" ", "")).level == "crisis"
+
+
+def test_spaced_out_writing_is_read_as_one_phrase(detector):
+    assert detector.assess("我 想 死").level == "crisis"
+    assert detector.assess("想 自 杀").level == "crisis"
 
 
 @pytest.mark.parametrize(

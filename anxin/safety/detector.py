@@ -28,14 +28,22 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from anxin.safety import rules
 from anxin.safety.rules import Rule, rulebook
 from anxin.safety.scan import Scanner, scanner
-from anxin.safety.text import CJK, LATIN_WORD, detect_language, matching_text, normalize
+from anxin.safety.text import (
+    CJK,
+    CLAUSE_MARK,
+    LATIN_WORD,
+    detect_language,
+    matching_text,
+    matching_text_and_word_gaps,
+    normalize,
+)
 
 __all__ = [
     "CRISIS_CATEGORIES",
@@ -88,7 +96,9 @@ class Assessment:
 
 # --- judging a match in its surroundings (rules/judgement.yaml) ----------------------------------
 
-_CLAUSE_BREAK = re.compile(r"[,，;；:：。!?！？\n…~]|\.(?=\s|$)|\s(?:but|and|so|because)\s")
+_CLAUSE_BREAK = re.compile(
+    rf"[,，;；:：。!?！？\n…~]|\.(?=\s|$)|\s(?:but|and|so|because)\s|{CLAUSE_MARK}"
+)
 _SENTENCE_BREAK = re.compile(r"[。!?！？\n]|\.(?=\s|$)")
 _QUOTE_MARK = re.compile('"')
 _EVERYDAY_ADJECTIVES = set(_BOOK.lexicon.words["everyday_adjectives_zh"])
@@ -120,9 +130,11 @@ class _Message:
     and `within` answers for a span from that list, as a scan of the span alone would.
     """
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, word_gaps: Sequence[int] = ()):
         self.text = text
-        self._clause_ends = [found.end() for found in _CLAUSE_BREAK.finditer(text)]
+        # a space between two Chinese words (不想上学 想死) ends a clause as a comma would
+        breaks = [found.end() for found in _CLAUSE_BREAK.finditer(text)]
+        self._clause_ends = sorted({*breaks, *word_gaps})
         sentence_breaks = [found.span() for found in _SENTENCE_BREAK.finditer(text)]
         self._sentence_starts = [start for start, _ in sentence_breaks]
         self._sentence_ends = [end for _, end in sentence_breaks]
@@ -405,7 +417,7 @@ def _hits(message: _Message, rules: Iterable[Rule]) -> list[Hit]:
 
 def rule_hits(rule: Rule, text: str) -> list[Hit]:
     """Each match of one rule in a message, judged in its surroundings (for tests and review)."""
-    return _hits(_Message(matching_text(text)), [rule])
+    return _hits(_Message(*matching_text_and_word_gaps(text)), [rule])
 
 
 # --- the rules' reading of one message -------------------------------------------------------------
@@ -419,7 +431,7 @@ def read_rules(text: str) -> Assessment:
 
 @lru_cache(maxsize=4096)
 def _read_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]:
-    message = _Message(matching_text(text))
+    message = _Message(*matching_text_and_word_gaps(text))
     hits = _hits(message, RULES) + _hits(message, CONCERN_RULES)
     level = max((hit.level for hit in hits), key=RANK.__getitem__, default="none")
     reasons = [hit.reason for hit in hits]
