@@ -83,9 +83,23 @@ def test_the_second_review_sentences_are_a_labelled_development_set():
     assert sum(e.label == "crisis" for e in examples) == 153
 
 
+def test_the_spacing_review_is_a_labelled_development_set():
+    """README, "Spaces for commas": 142 crises, 86 not, each typed with spaces for punctuation."""
+    examples = read_examples(POSTS / "review_spacing.jsonl")
+    assert len(examples) == 228 and len({e.id for e in examples}) == 228
+    assert sum(e.label == "crisis" for e in examples) == 142
+    assert all(" " in e.text or "\u3000" in e.text for e in examples)
+
+
 @pytest.mark.parametrize(
     "name",
-    ["posts_train.jsonl", "phrases_dev.jsonl", "review_past_now.jsonl", "review_recovery.jsonl"],
+    [
+        "posts_train.jsonl",
+        "phrases_dev.jsonl",
+        "review_past_now.jsonl",
+        "review_recovery.jsonl",
+        "review_spacing.jsonl",
+    ],
 )
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
     frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]
