@@ -164,6 +164,9 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我没有想死，就是太累了", "none"),  # a real negation still lowers
         ("我股票亏了，但我不想跳楼", "none"),  # 不 right before the match's own 想
         ("我不想去死，我只是想休息", "none"),
+        ("不想上学想死", "crisis"),  # the match's own 想 is a second wish, not the one negated
+        ("我不想让他们知道我想死", "crisis"),
+        ("我不想想死的事", "none"),
         ("如果来访者有自杀倾向，我该怎么做", "none"),  # a counsellor's question
         # the user as the one told: the one telling is who the words are about
         ("我表妹跟我说不想活了，还发了药瓶的照片，我吓坏了", "concern"),
@@ -382,9 +385,12 @@ def test_a_space_between_chinese_words_is_a_clause_break_for_the_rules_judgement
     assert matching_text("我 想 死") == "我想死"
 
 
-def test_an_emoji_stands_for_a_comma():
-    assert normalize("没考好😭😭不想活了") == "没考好,不想活了"
-    assert normalize("好累 ❤️ 不想活了") == "好累 , 不想活了"
+def test_an_emoji_is_read_as_a_space_and_a_laughing_one_as_laughter():
+    assert matching_text_and_word_gaps("没考好😭😭不想活了") == ("没考好不想活了", [3])
+    assert matching_text("没考好😭😭不想活了") == "没考好,不想活了"
+    assert normalize("好想😭死") == "好想死"  # beside a single character: spaced-out writing
+    assert normalize("好累 ❤️ 不想活了") == "好累不想活了"
+    assert normalize("想死😂") == "想死😂"  # the joke cue reads it
 
 
 @pytest.mark.parametrize(
@@ -394,11 +400,15 @@ def test_an_emoji_stands_for_a_comma():
         ("不想上学😔想死", "crisis"),
         ("不想上学[流泪]想死", "crisis"),  # a WeChat code
         ("没人理我..想死", "crisis"),
-        ("我没有想死😂", "concern"),  # as 我没有想死，: negated, but the concern line
+        ("我没有想死😂", "none"),  # a laugh, and a negation
+        ("我没有😅想死", "concern"),  # as 我没有想死: the negation reaches across the gap
+        ("我从来没想过😊自杀", "concern"),
+        ("累😭死😭了", "none"),  # 累死了
+        ("我想😔从天台跳下去", "crisis"),  # the pattern reads across the emoji
         ("以前想过自杀🙂现在好多了🙂最近在学做饭", "concern"),
     ],
 )
-def test_emoji_codes_and_dots_between_clauses_are_read_as_commas(detector, typed, level):
+def test_emoji_codes_and_dots_between_clauses_end_a_clause(detector, typed, level):
     assert detector.assess(typed).level == level
 
 
@@ -424,6 +434,16 @@ def test_a_space_for_emphasis_does_not_cut_a_phrase(detector, spaced):
     """The patterns read across the gap, so 我不想 活了 is 我不想活了, not 我不想，活了."""
     assert detector.assess(spaced).level == "crisis"
     assert detector.assess(spaced.replace(" ", "")).level == "crisis"
+
+
+@pytest.mark.parametrize("typed", ["我不是 想死", "我从来没想过 自杀", "我没有😔想过死"])
+def test_a_negation_reaches_across_the_gap_right_after_it(detector, typed):
+    """For the rules 我不是 想死 is 我不是想死: the gap follows the negation (or its open verb
+    想过). The learned stage reads the comma the gap stands for."""
+    joined = typed.replace(" ", "").replace("😔", "")
+    assert read_rules(typed).reasons == read_rules(joined).reasons
+    assert "rules.lowered" in read_rules(typed).reasons
+    assert detector.assess(typed).level != "crisis"
 
 
 def test_spaced_out_writing_is_read_as_one_phrase(detector):

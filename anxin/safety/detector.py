@@ -118,6 +118,9 @@ _AFTER = 32
 # judged only until one stands (a message of 5,000 "想死" needs no 5,000 judgements to be a
 # crisis). That never lowers a level: only later lowered matches of the rule go unlisted.
 _JUDGED_IN_FULL = 20
+# What may stand between a negation and a word gap it still reaches across: 没想过 | 自杀. Not
+# 说: 所以没说 | 其实我每天都想死 goes on in a new clause.
+_OPEN_VERB = re.compile(r"(?:想过?|过)?")
 _PREFERENCE_THEN_NO = re.compile(r"[^,.;。!?\n]{0,3}也(?:不|要|没|绝不)")
 
 
@@ -132,16 +135,23 @@ class _Message:
 
     def __init__(self, text: str, word_gaps: Sequence[int] = ()):
         self.text = text
-        # a space between two Chinese words (不想上学 想死) ends a clause as a comma would
+        self._found: dict[Scanner, bool] = {}
+        self._matches: dict[str, tuple[list[re.Match[str]], list[int]]] = {}
+        # a space or emoji between two Chinese words (不想上学 想死) ends a clause as a comma
+        # would, unless a negation ends right before it (我没有 想死, 我从来没想过😊自杀)
+        gaps = [gap for gap in word_gaps if not self._negation_ends_at(gap)]
         breaks = [found.end() for found in _CLAUSE_BREAK.finditer(text)]
-        self._clause_ends = sorted({*breaks, *word_gaps})
+        self._clause_ends = sorted({*breaks, *gaps})
         sentence_breaks = [found.span() for found in _SENTENCE_BREAK.finditer(text)]
         self._sentence_starts = [start for start, _ in sentence_breaks]
         self._sentence_ends = [end for _, end in sentence_breaks]
         self._quotes = [found.start() for found in _QUOTE_MARK.finditer(text)]
-        self._found: dict[Scanner, bool] = {}
-        self._matches: dict[str, tuple[list[re.Match[str]], list[int]]] = {}
         self.scripts = {"zh": bool(CJK.search(text)), "en": bool(LATIN_WORD.search(text))}
+
+    def _negation_ends_at(self, position: int) -> bool:
+        """Whether a negation, with at most a verb it leaves open (想过), ends at `position`."""
+        cue = self.last("negation", max(0, position - 8), position)
+        return cue is not None and bool(_OPEN_VERB.fullmatch(self.text, cue.end(), position))
 
     def has(self, pattern: Scanner) -> bool:
         """Whether the whole message matches `pattern` (asked once per message)."""
@@ -218,6 +228,8 @@ def _negated(message: _Message, clause_start: int, match_start: int) -> bool:
     if cue is None:
         return False
     between = message.text[cue.end() : match_start]
+    if between and cue.group().endswith("想") and message.text.startswith("想", match_start):
+        return False  # 不想上学想死: the match's own 想 is a second wish, not the one negated
     too_far = len(between) > (24 if between.isascii() else 7)
     if too_far or _CUES["negation_blocker"].search(between):
         return False

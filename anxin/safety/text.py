@@ -31,10 +31,28 @@ _CJK_GAP = re.compile(r"\s(?<=[\u4e00-\u9fff]\s)\s*(?=[\u4e00-\u9fff])")
 _SPACES = re.compile(r"\s+")
 _SCRIPT_SEAM = re.compile(r"[\u4e00-\u9fff](?=[a-z])|[a-z](?=[\u4e00-\u9fff])")
 CJK = re.compile(r"[\u4e00-\u9fff]")
-# On a phone an emoji stands where a writer puts a comma (没考好😭不想活了: the 没 of 没考好
-# does not reach 不想活了), so normalising makes a run of them one. The learned stage saw none
-# in training: as characters they only thinned out the pieces it knows.
-_EMOJI = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff\ufe0f]+")
+# On a phone an emoji stands where a writer puts a space or a comma (没考好😭不想活了: the 没 of
+# 没考好 does not reach 不想活了), so it is read as a space: between two Chinese words a word gap,
+# beside a single character nothing (好想😭死 is 好想死). Not the laughing ones: the joke cue
+# (rules/judgement.yaml) and the classifier's word classes read those as laughter.
+LAUGHING = "😂🤣😆😝"
+_EMOJI_BLOCKS = ((0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
+
+
+def _emoji_class() -> str:
+    """The emoji blocks as one character class without LAUGHING (a class, not a lookahead per
+    character: the engine then skips text that holds none at C speed, twice as fast)."""
+    cut = sorted(map(ord, LAUGHING))
+    spans = []
+    for low, high in _EMOJI_BLOCKS:
+        for point in (p for p in cut if low <= p <= high):
+            spans.append((low, point - 1))
+            low = point + 1
+        spans.append((low, high))
+    return "[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in spans if a <= b) + "\ufe0f]+"
+
+
+_EMOJI = re.compile(_emoji_class())
 # A WeChat-style code ([流泪]) or a run of dots ends a clause for the rules' judgements too.
 CLAUSE_MARK = r"\[[\u4e00-\u9fff]{1,4}\]|\.{2,}"
 LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
@@ -44,8 +62,8 @@ SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[�
 
 
 def normalize(text: str) -> str:
-    """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese,
-    a run of emoji a comma. A line break stays one (a run of spaces holding one becomes it): it ends a sentence, as
+    """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese
+    (an emoji but a laughing one counts as a space). A line break stays one (a run of spaces holding one becomes it): it ends a sentence, as
     it does for the learned stage (`split_sentences`), so 以前自杀过 / 现在好多了 / 今天去爬山了
     typed on three lines is three sentences, not one."""
     return _with_word_gaps(text).replace(WORD_GAP, "")
@@ -53,7 +71,7 @@ def normalize(text: str) -> str:
 
 def _with_word_gaps(text: str) -> str:
     text = _RESPELL.sub(_respelled, unicodedata.normalize("NFKC", text))
-    text = _EMOJI.sub(",", _ZERO_WIDTH.sub("", text.lower()))
+    text = _EMOJI.sub(" ", _ZERO_WIDTH.sub("", text.lower()))
     text = _CJK_GAP.sub(_line_break_or_word_gap, text)
     # 我真的want to die: \b needs a break between Chinese and Latin letters
     text = _SCRIPT_SEAM.sub(r"\g<0> ", text)
