@@ -84,11 +84,18 @@ def test_the_second_review_sentences_are_a_labelled_development_set():
 
 
 def test_the_spacing_review_is_a_labelled_development_set():
-    """README, "Spaces for commas": 142 crises, 86 not, each typed with spaces for punctuation."""
+    """README, "Spaces and emoji for commas": 142 crises, 86 not, typed with spaces for commas."""
     examples = read_examples(POSTS / "review_spacing.jsonl")
     assert len(examples) == 228 and len({e.id for e in examples}) == 228
     assert sum(e.label == "crisis" for e in examples) == 142
     assert all(" " in e.text or "\u3000" in e.text for e in examples)
+
+
+def test_the_emoji_review_is_a_labelled_development_set():
+    """README, "Spaces and emoji for commas": 131 crises, 96 not, typed with emoji and spaces."""
+    examples = read_examples(POSTS / "review_emoji.jsonl")
+    assert len(examples) == 227 and len({e.id for e in examples}) == 227
+    assert sum(e.label == "crisis" for e in examples) == 131
 
 
 @pytest.mark.parametrize(
@@ -99,6 +106,7 @@ def test_the_spacing_review_is_a_labelled_development_set():
         "review_past_now.jsonl",
         "review_recovery.jsonl",
         "review_spacing.jsonl",
+        "review_emoji.jsonl",
     ],
 )
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
