@@ -21,9 +21,10 @@ _SPELLING = {**_QUOTES, **rulebook().traditional}
 _RESPELL = re.compile("[" + "".join(map(re.escape, _SPELLING)) + "]")
 # Zero-width characters go, and so does the private-use WORD_GAP where a message holds it.
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff\ue000]")
-# Where a space stood between two Chinese words (不想上学 想死; 我想死   太迷茫了): the rules'
-# patterns read across it as if it were not there (我好想 去死 is 我好想去死), their judgements
-# as a clause break (the 不 of 不想上学 does not reach 想死). See `matching_text_and_word_gaps`.
+# Where a space (or an emoji, read as one) stood between two Chinese words (不想上学 想死;
+# 我想死   太迷茫了): the rules' patterns read across it as if it were not there (我好想 去死 is
+# 我好想去死), their judgements as a clause break (the 不 of 不想上学 does not reach 想死). See
+# `matching_text_and_word_gaps`.
 WORD_GAP = "\ue000"
 # Both patterns begin with a character class (not a lookbehind), so the engine finds their
 # places with a quick scan: 5x faster on long messages, the same result.
@@ -63,9 +64,10 @@ SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[�
 
 def normalize(text: str) -> str:
     """One spelling for matching: half-width, simplified, lowercase, no spaces inside Chinese
-    (an emoji but a laughing one counts as a space). A line break stays one (a run of spaces holding one becomes it): it ends a sentence, as
-    it does for the learned stage (`split_sentences`), so 以前自杀过 / 现在好多了 / 今天去爬山了
-    typed on three lines is three sentences, not one."""
+    (an emoji, but a laughing one, counts as a space). A line break stays one (a run of spaces
+    holding one becomes it): it ends a sentence, as it does for the learned stage
+    (`split_sentences`), so 以前自杀过 / 现在好多了 / 今天去爬山了 typed on three lines is three
+    sentences, not one."""
     return _with_word_gaps(text).replace(WORD_GAP, "")
 
 
