@@ -4,12 +4,13 @@
     python -m bench.care_typing --frozen --out bench/results/care   # and the frozen parts
 
 On a phone people set clauses apart with spaces or emoji where a careful writer puts a comma:
-不想上学 想死, 没考好😭不想活了. Each labelled set is read as written, and then once per typing
-style with every run of punctuation between two Chinese characters replaced (`typed`): by one
-space, or by an emoji. The labels are kept, so a detector that reads Chinese as its writers do
-gives every copy the decisions it gives the written one. Reports, per set and style, crisis
-recall and false-positive rate of the messages the style changes, as written and as typed,
-and how many decisions the typing changed. Nothing is chosen on the frozen parts: `--frozen`
+不想上学 想死, 没考好😭不想活了, or run them on: 不想上学想死. Each labelled set is read as written,
+and then once per typing style with every run of punctuation between two Chinese characters
+replaced (`typed`): by one space, by an emoji, or by nothing. The labels are kept, so a
+detector that reads Chinese as its writers do gives every copy the decisions it gives the
+written one (run on, that is not always possible: 不想上学想死 and 我不想上学想死的 differ only
+in what is meant). Reports, per set and style, crisis recall and false-positive rate of the
+messages the style changes, as written and as typed, and how many decisions the typing changed. Nothing is chosen on the frozen parts: `--frozen`
 is for measuring after. Writes `typing.json` under --out.
 """
 
@@ -46,8 +47,9 @@ FROZEN = {
 _PUNCTUATION_RUN = re.compile(r"(?<=[\u4e00-\u9fff])[，。！？；、：,.!?;:…~]+(?=[\u4e00-\u9fff])")
 
 
-# What stands for the punctuation in each style; emoji take turns, as people vary them.
-STYLES = {"spaces": (" ",), "emoji": ("😭", "😔", "🙃", "💔", "😢")}
+# What stands for the punctuation in each style; emoji take turns, as people vary them; run on,
+# nothing does (不想上学想死).
+STYLES = {"spaces": (" ",), "emoji": ("😭", "😔", "🙃", "💔", "😢"), "run_on": ("",)}
 
 
 def typed(text: str, style: str) -> str:

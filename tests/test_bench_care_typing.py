@@ -6,7 +6,7 @@ from anxin.safety.sets import Example
 from bench.care_typing import rates, typed
 
 
-def test_punctuation_between_chinese_characters_becomes_one_space_or_an_emoji():
+def test_punctuation_between_chinese_characters_becomes_a_space_an_emoji_or_nothing():
     assert typed("不想上学，想死。", "spaces") == "不想上学 想死。"
     assert typed("好累。。。不想活了！！真的", "spaces") == "好累 不想活了 真的"
     assert (
@@ -14,6 +14,7 @@ def test_punctuation_between_chinese_characters_becomes_one_space_or_an_emoji():
     )  # quotes stay
     assert typed("I'm tired, so tired", "spaces") == "I'm tired, so tired"
     assert typed("没考好，不想活了，真的", "emoji") == "没考好😭不想活了😔真的"
+    assert typed("不想上学，想死。", "run_on") == "不想上学想死。"
 
 
 def test_rates_count_crises_found_and_false_alarms():
