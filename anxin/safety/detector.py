@@ -37,7 +37,6 @@ from anxin.safety.rules import Rule, rulebook
 from anxin.safety.scan import Scanner, scanner
 from anxin.safety.text import (
     CJK,
-    CLAUSE_MARK,
     LATIN_WORD,
     detect_language,
     matching_text,
@@ -96,8 +95,11 @@ class Assessment:
 
 # --- judging a match in its surroundings (rules/judgement.yaml) ----------------------------------
 
+# Punctuation, an English conjunction, and what stands for a comma on a phone: a WeChat-style
+# code ([流泪]) or a run of dots (a space or an emoji between words is a word gap, `_Message`).
 _CLAUSE_BREAK = re.compile(
-    rf"[,，;；:：。!?！？\n…~]|\.(?=\s|$)|\s(?:but|and|so|because)\s|{CLAUSE_MARK}"
+    r"[,，;；:：。!?！？\n…~]|\.(?=\s|$)|\s(?:but|and|so|because)\s"
+    r"|\[[\u4e00-\u9fff]{1,4}\]|\.{2,}"
 )
 _SENTENCE_BREAK = re.compile(r"[。!?！？\n]|\.(?=\s|$)")
 _QUOTE_MARK = re.compile('"')

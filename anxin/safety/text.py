@@ -54,8 +54,6 @@ def _emoji_class() -> str:
 
 
 _EMOJI = re.compile(_emoji_class())
-# A WeChat-style code ([流泪]) or a run of dots ends a clause for the rules' judgements too.
-CLAUSE_MARK = r"\[[\u4e00-\u9fff]{1,4}\]|\.{2,}"
 LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
 _TITLE = re.compile(r"《[^》]{0,40}》")
 # A sentence ends at 。！？!?…, a newline, or a full stop before a space, with any closing quote.
@@ -102,16 +100,20 @@ def matching_text(text: str) -> str:
     """What the learned stage and the context cues read: `normalize`, 《title》 emptied, and a
     space between two Chinese words as the comma it stands for (the rules read across it:
     `matching_text_and_word_gaps`)."""
-    return _TITLE.sub("《》", _with_word_gaps(text)).replace(WORD_GAP, ",")
+    return _titles_emptied(text).replace(WORD_GAP, ",")
 
 
 def matching_text_and_word_gaps(text: str) -> tuple[str, list[int]]:
     """What the rules read: `normalize` with 《title》 emptied (a space between two Chinese words
     gone, so a space for emphasis does not cut a phrase), and the places where such a space
     stood, for their judgements (不想上学 | 想死: two clauses, not 不想上学想死 as one)."""
-    pieces = _TITLE.sub("《》", _with_word_gaps(text)).split(WORD_GAP)
+    pieces = _titles_emptied(text).split(WORD_GAP)
     places = list(itertools.accumulate(len(piece) for piece in pieces[:-1]))
     return "".join(pieces), places
+
+
+def _titles_emptied(text: str) -> str:
+    return _TITLE.sub("《》", _with_word_gaps(text))  # 《自杀小队》 names a work, not a wish
 
 
 def detect_language(text: str) -> str:
