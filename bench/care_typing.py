@@ -76,7 +76,7 @@ def rates(examples: list[Example], said: list[bool]) -> dict:
 
 
 def measure(path: Path, part: str | None) -> dict:
-    """Both styles on one set: the messages they change, read as written and as typed."""
+    """Every style on one set: the messages it changes, read as written and as typed."""
     examples = read_examples(path, part)
     touched = [e for e in examples if typed(e.text, "spaces") != e.text]
     as_written = decisions(touched, lambda text: text)
