@@ -352,6 +352,26 @@ def test_after_a_crisis_a_calm_message_is_still_watched(detector):
     assert assessment.level == "concern"
 
 
+def test_the_watch_after_a_users_crisis_lasts_to_the_end_of_the_conversation():
+    """Rule 5 of docs/safety-labels.md: however many turns back the crisis came up, and with
+    no crisis reply of the care layer's in the history (a transcript from elsewhere)."""
+    from anxin.safety.care import rules_in_context
+
+    calm = [
+        "最近在准备考试",
+        "室友人挺好的",
+        "周末去爬山了",
+        "晚饭吃了面",
+        "还行吧",
+        "嗯嗯",
+        "好的",
+    ]
+    assessment = rules_in_context("谢谢你听我说这些", said("我不想活了", *calm))
+    assert assessment.level == "concern"
+    assert "context.earlier_crisis" in assessment.reasons
+    assert rules_in_context("谢谢你听我说这些", said("我今天好累", *calm)).level == "none"
+
+
 # --- normalisation, language, result shape ---------------------------------------------------------
 
 

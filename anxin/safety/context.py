@@ -8,13 +8,18 @@ the same conversation too, to escalate and to de-escalate:
 - the last few user turns: what the rules made of each, and their words;
 - the assistant's turn just before: whether it asked about safety, and what the answer was;
 - the care layer's own crisis replies earlier in the conversation: after one, a message is at
-  least a concern (`context.after_crisis_reply`) until the conversation ends.
+  least a concern (`context.after_crisis_reply`) until the conversation ends;
+- likewise after a user turn the rules read as a crisis, however far back
+  (`context.earlier_crisis`; docs/safety-labels.md, rule 5: "context keeps watch"). In a live
+  chat the care layer's own reply to that turn already keeps watch; a conversation held
+  elsewhere (a counselling platform's transcript, an API client's history) has no such reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules, unique
 from anxin.safety.responses import crisis_turns_so_far
@@ -24,6 +29,9 @@ from anxin.safety.text import normalize
 _CONTEXT = {name: cue.pattern for name, cue in rulebook().context.items()}
 CONTEXT_TURNS = 6  # how many earlier user messages can colour this one
 EVIDENCE_TURNS = 3  # of which the learned stage reads the last three
+# How many earlier user turns, at most, are read for a crisis that came up (`crisis_came_up`):
+# each costs a reading by the rules (cached), and no labelled conversation here is longer.
+WATCH_TURNS = 60
 
 
 @dataclass
@@ -32,6 +40,7 @@ class Conversation:
 
     messages: list[dict] = field(default_factory=list)  # user and assistant, oldest first
     earlier: list[str] = field(default_factory=list)  # the last CONTEXT_TURNS user turns
+    older: list[str] = field(default_factory=list)  # the user turns before those (WATCH_TURNS)
     readings: list[Assessment] = field(default_factory=list)  # the rules' reading of each
     asked: str | None = None  # the assistant's turn just before the message, normalised
     crisis_replies: int = 0  # the care layer's crisis replies so far
@@ -39,15 +48,25 @@ class Conversation:
     @classmethod
     def of(cls, context: Sequence[dict | str]) -> Conversation:
         messages = _messages(context)
-        earlier = [m["content"] for m in messages if m["role"] == "user"][-CONTEXT_TURNS:]
+        users = [m["content"] for m in messages if m["role"] == "user"][-WATCH_TURNS:]
+        earlier, older = users[-CONTEXT_TURNS:], users[:-CONTEXT_TURNS]
         last = messages[-1] if messages else None
         asked = normalize(last["content"]) if last and last["role"] == "assistant" else None
         return cls(
             messages=messages,
             earlier=earlier,
+            older=older,
             readings=[read_rules(text) for text in earlier],
             asked=asked,
             crisis_replies=crisis_turns_so_far(messages),
+        )
+
+    @cached_property
+    def crisis_came_up(self) -> bool:
+        """Whether the rules read any earlier user turn (of the last WATCH_TURNS) as a crisis;
+        the turns before the last CONTEXT_TURNS are read only when this is asked."""
+        return any(a.level == "crisis" for a in self.readings) or any(
+            read_rules(text).level == "crisis" for text in self.older
         )
 
     @property
@@ -99,6 +118,8 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
     if assessment.level == "none" and conversation.crisis_replies:
         # the person's crisis came up here: the care layer keeps watch to the end
         return _raised(assessment, "concern", ["context_escalation"], "context.after_crisis_reply")
+    if assessment.level == "none" and conversation.crisis_came_up:
+        return _raised(assessment, "concern", ["context_escalation"], "context.earlier_crisis")
     return assessment
 
 
