@@ -9,10 +9,11 @@ the same conversation too, to escalate and to de-escalate:
 - the assistant's turn just before: whether it asked about safety, and what the answer was;
 - the care layer's own crisis replies earlier in the conversation: after one, a message is at
   least a concern (`context.after_crisis_reply`) until the conversation ends;
-- likewise after a user turn the rules read as a crisis, however far back
-  (`context.earlier_crisis`; docs/safety-labels.md, rule 5: "context keeps watch"). In a live
-  chat the care layer's own reply to that turn already keeps watch; a conversation held
-  elsewhere (a counselling platform's transcript, an API client's history) has no such reply.
+- likewise after a user turn the rules read as a crisis, however far back (up to WATCH_TURNS
+  user turns; `context.earlier_crisis`, docs/safety-labels.md, rule 5: "context keeps
+  watch"). In a live chat the care layer's own reply to that turn already keeps watch; a
+  conversation held elsewhere (a counselling platform's transcript, an API client's history)
+  has no such reply.
 """
 
 from __future__ import annotations
