@@ -98,6 +98,13 @@ def test_the_emoji_review_is_a_labelled_development_set():
     assert sum(e.label == "crisis" for e in examples) == 131
 
 
+def test_the_lethal_question_review_is_a_labelled_development_set():
+    """data/safety_posts/README.md, "A review of the mended misreadings": 116 crises, 63 not."""
+    examples = read_examples(POSTS / "review_lethal.jsonl")
+    assert len(examples) == 179 and len({e.id for e in examples}) == 179
+    assert sum(e.label == "crisis" for e in examples) == 116
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -107,6 +114,7 @@ def test_the_emoji_review_is_a_labelled_development_set():
         "review_recovery.jsonl",
         "review_spacing.jsonl",
         "review_emoji.jsonl",
+        "review_lethal.jsonl",
     ],
 )
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
