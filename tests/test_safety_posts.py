@@ -69,53 +69,32 @@ def test_the_phrases_are_a_labelled_development_set_of_one_writer():
     assert sum(e.label == "crisis" for e in examples) == 238
 
 
-def test_the_review_sentences_are_a_labelled_development_set():
-    """README, "A review of whose abuse and when a risk is over": 160 crises, 82 not."""
-    examples = read_examples(POSTS / "review_past_now.jsonl")
-    assert len(examples) == 242 and len({e.id for e in examples}) == 242
-    assert sum(e.label == "crisis" for e in examples) == 160
+# The review sets of data/safety_posts/README.md: messages, crises. "A review of whose abuse and
+# when a risk is over" (past_now, recovery), "Two reviews of spaces and emoji typed for commas"
+# (spacing, emoji), "A review of the mended misreadings" (lethal).
+REVIEW_SETS = [
+    ("review_past_now.jsonl", 242, 160),
+    ("review_recovery.jsonl", 202, 153),
+    ("review_spacing.jsonl", 228, 142),
+    ("review_emoji.jsonl", 227, 131),
+    ("review_lethal.jsonl", 179, 116),
+]
 
 
-def test_the_second_review_sentences_are_a_labelled_development_set():
-    """README, "A review of whose abuse and when a risk is over": 153 crises, 49 not."""
-    examples = read_examples(POSTS / "review_recovery.jsonl")
-    assert len(examples) == 202 and len({e.id for e in examples}) == 202
-    assert sum(e.label == "crisis" for e in examples) == 153
+@pytest.mark.parametrize(("name", "messages", "crises"), REVIEW_SETS)
+def test_each_review_is_a_labelled_development_set(name, messages, crises):
+    examples = read_examples(POSTS / name)
+    assert len(examples) == messages and len({e.id for e in examples}) == messages
+    assert sum(e.label == "crisis" for e in examples) == crises
 
 
-def test_the_spacing_review_is_a_labelled_development_set():
-    """README, "Spaces and emoji for commas": 142 crises, 86 not, typed with spaces for commas."""
+def test_the_spacing_review_is_typed_with_spaces_for_commas():
     examples = read_examples(POSTS / "review_spacing.jsonl")
-    assert len(examples) == 228 and len({e.id for e in examples}) == 228
-    assert sum(e.label == "crisis" for e in examples) == 142
     assert all(" " in e.text or "\u3000" in e.text for e in examples)
 
 
-def test_the_emoji_review_is_a_labelled_development_set():
-    """README, "Spaces and emoji for commas": 131 crises, 96 not, typed with emoji and spaces."""
-    examples = read_examples(POSTS / "review_emoji.jsonl")
-    assert len(examples) == 227 and len({e.id for e in examples}) == 227
-    assert sum(e.label == "crisis" for e in examples) == 131
-
-
-def test_the_lethal_question_review_is_a_labelled_development_set():
-    """data/safety_posts/README.md, "A review of the mended misreadings": 116 crises, 63 not."""
-    examples = read_examples(POSTS / "review_lethal.jsonl")
-    assert len(examples) == 179 and len({e.id for e in examples}) == 179
-    assert sum(e.label == "crisis" for e in examples) == 116
-
-
 @pytest.mark.parametrize(
-    "name",
-    [
-        "posts_train.jsonl",
-        "phrases_dev.jsonl",
-        "review_past_now.jsonl",
-        "review_recovery.jsonl",
-        "review_spacing.jsonl",
-        "review_emoji.jsonl",
-        "review_lethal.jsonl",
-    ],
+    "name", ["posts_train.jsonl", "phrases_dev.jsonl", *(name for name, _, _ in REVIEW_SETS)]
 )
 def test_no_development_post_is_a_near_copy_of_a_frozen_message(name):
     frozen = [e.text for path, part in FROZEN for e in read_examples(path, part)]
