@@ -78,6 +78,7 @@ REVIEW_SETS = [
     ("review_spacing.jsonl", 228, 142),
     ("review_emoji.jsonl", 227, 131),
     ("review_lethal.jsonl", 179, 116),
+    ("review_topic.jsonl", 147, 75),
 ]
 
 
