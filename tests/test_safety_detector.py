@@ -372,6 +372,26 @@ def test_the_watch_after_a_users_crisis_lasts_to_the_end_of_the_conversation():
     assert rules_in_context("谢谢你听我说这些", said("我今天好累", *calm)).level == "none"
 
 
+def test_a_conversation_that_told_of_abuse_keeps_at_least_the_concern_line():
+    """Abuse told in passing is not a crisis for the rules, but the later turns of that
+    conversation get the concern line (context.kept_watch), from the rules in context and from
+    the whole detector, whose learned stage does not read it."""
+    from anxin.safety.care import decide, rules_in_context
+
+    later = ["最近工作也挺忙的", "晚上睡得还行"]
+    told = said("我男朋友有暴力倾向，在一起两年了", *later)
+    assert read_rules("我男朋友有暴力倾向，在一起两年了").level == "none"
+    for assessment in (
+        rules_in_context("周末我们一起去看了电影", told),
+        decide("周末我们一起去看了电影", told),
+    ):
+        assert assessment.level == "concern" and "context.abuse_told" in assessment.reasons
+    assert decide("周末我们一起去看了电影", told).score is not None  # its P(crisis) is kept
+    calm = said("我男朋友脾气有点急，在一起两年了", *later)
+    assert decide("周末我们一起去看了电影", calm).level == "none"
+    assert decide("周末我们一起去看了电影", said("他老是打我电话查岗")).level == "none"
+
+
 # --- normalisation, language, result shape ---------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from anxin.safety.classifier import Evidence, Prediction, sentences_of, shipped_classifier
-from anxin.safety.context import EVIDENCE_TURNS, Conversation, with_context
+from anxin.safety.context import EVIDENCE_TURNS, Conversation, kept_watch, with_context
 from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules, unique
 from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
 from anxin.safety.rules import rulebook
@@ -86,9 +86,10 @@ def decide(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     alone, normal, conversation, in_context = read_message(text, context)
     model = shipped_classifier()
     if model is None:
-        return replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
+        found = replace(in_context, reasons=unique([*in_context.reasons, UNAVAILABLE]))
+        return kept_watch(found, conversation)
     prediction = model.predict(evidence(text, normal, alone, in_context, conversation))
-    return _weighed(in_context, normal, prediction, conversation)
+    return kept_watch(_weighed(in_context, normal, prediction, conversation), conversation)
 
 
 def learned_probability(text: str, context: Sequence[dict | str] = ()) -> float:
@@ -117,7 +118,9 @@ def read_message(
 def rules_in_context(text: str, context: Sequence[dict | str] = ()) -> Assessment:
     """The rules and context cues alone: exact and explainable, without the learned stage's
     guesses (the data rubric holds written replies to this)."""
-    return with_context(read_rules(text), matching_text(text), Conversation.of(context))
+    conversation = Conversation.of(context)
+    found = with_context(read_rules(text), matching_text(text), conversation)
+    return kept_watch(found, conversation)
 
 
 def evidence(
@@ -140,6 +143,7 @@ def evidence(
         asked_about_safety=conversation.asked_about_safety,
         has_context=bool(conversation.messages),
         sentences=sentences_of(text),
+        abuse_told=conversation.abuse_came_up,
     )
 
 

@@ -124,6 +124,9 @@ class Evidence:
     asked_about_safety: bool = False
     has_context: bool = False
     sentences: tuple[str, ...] = ()  # `sentences_of` the message: read alone too, when 2 or more
+    # Not read by the model: whether the conversation told of abuse, for the concern floor the
+    # detector puts under its level (context.kept_watch), which cross-validation replays.
+    abuse_told: bool = False
 
 
 # --- pieces -------------------------------------------------------------------------------------

@@ -13,13 +13,17 @@ the same conversation too, to escalate and to de-escalate:
   user turns; `context.earlier_crisis`, docs/safety-labels.md, rule 5: "context keeps
   watch"). In a live chat the care layer's own reply to that turn already keeps watch; a
   conversation held elsewhere (a counselling platform's transcript, an API client's history)
-  has no such reply.
+  has no such reply;
+- and after a user turn that told of violence or sexual abuse (`kept_watch`,
+  `context.abuse_told`), which the rules often do not read as a crisis when it is told in
+  passing (女朋友有暴力倾向，忍了半年多): a floor put under the final level, after the
+  learned stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules, unique
@@ -69,6 +73,14 @@ class Conversation:
         the turns before the last CONTEXT_TURNS are read only when this is asked."""
         return any(a.level == "crisis" for a in self.readings) or any(
             read_rules(text).level == "crisis" for text in self.older
+        )
+
+    @cached_property
+    def abuse_came_up(self) -> bool:
+        """Whether an earlier user turn (of the last WATCH_TURNS) tells of violence or sexual
+        abuse (the `abuse_told` cue), whatever the rules made of it."""
+        return any(
+            _CONTEXT["abuse_told"].search(normalize(text)) for text in self.older + self.earlier
         )
 
     @property
@@ -123,6 +135,17 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
     if assessment.level == "none" and conversation.crisis_came_up:
         return _raised(assessment, "concern", ["context_escalation"], "context.earlier_crisis")
     return assessment
+
+
+def kept_watch(assessment: Assessment, conversation: Conversation) -> Assessment:
+    """At least the concern line in a conversation where violence or abuse was told
+    (`context.abuse_told`): a floor under the detector's level, put after the learned stage,
+    which does not read it (as evidence it raised the learned stage's P(crisis) for the
+    conversation's calm turns too: out of fold on real dev, 3 more false alarms)."""
+    if assessment.level != "none" or not conversation.abuse_came_up:
+        return assessment
+    raised = _raised(assessment, "concern", ["context_escalation"], "context.abuse_told")
+    return replace(raised, score=assessment.score)  # the learned stage's P(crisis) stays
 
 
 def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment | None:

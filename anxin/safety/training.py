@@ -309,7 +309,8 @@ def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars(
         lowered_crisis_at=bars.lowered_crisis_at,
     )
     concern_at = care.concern_bar(language, bars.concern_at)
-    return care.weighed_level(evidence.context_level, probability, bar, concern_at)
+    level = care.weighed_level(evidence.context_level, probability, bar, concern_at)
+    return "concern" if level == "none" and evidence.abuse_told else level  # context.kept_watch
 
 
 def psysuicide_levels(samples: Sequence[Sample], scores: np.ndarray) -> list[dict]:
