@@ -14,7 +14,9 @@
    raises a very short message said with no conversation before it (再见, goodbye). Its
    probability is in the reasons (`learned:0.93`) and in `Assessment.score`. Where its
    weights are missing the rules decide alone and the reasons say so (`learned:unavailable`).
-3. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
+3. In a conversation that told of violence or sexual abuse, a message stays at least a
+   concern to the end (`context.kept_watch`), whatever the stages above made of it.
+4. An optional guard model (`judge.py`) is asked about anything below crisis; it can only
    raise the level.
 
 Levels: "crisis" (the Engine answers with the fixed crisis message), "concern" (the model
