@@ -79,6 +79,8 @@ REVIEW_SETS = [
     ("review_emoji.jsonl", 227, 131),
     ("review_lethal.jsonl", 179, 116),
     ("review_topic.jsonl", 147, 75),
+    ("review_farewell.jsonl", 135, 51),
+    ("review_pills.jsonl", 100, 35),
 ]
 
 
