@@ -144,8 +144,7 @@ def kept_watch(assessment: Assessment, conversation: Conversation) -> Assessment
     conversation's calm turns too: out of fold on real dev, 3 more false alarms)."""
     if assessment.level != "none" or not conversation.abuse_came_up:
         return assessment
-    raised = _raised(assessment, "concern", ["context_escalation"], "context.abuse_told")
-    return replace(raised, score=assessment.score)  # the learned stage's P(crisis) stays
+    return _raised(assessment, "concern", ["context_escalation"], "context.abuse_told")
 
 
 def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment | None:
@@ -160,9 +159,11 @@ def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment 
 
 
 def _raised(assessment: Assessment, level: str, categories: list[str], reason: str) -> Assessment:
-    return Assessment(
-        level,
-        unique(categories),
-        assessment.language,
-        unique([*assessment.reasons, reason]),
+    """The assessment at a higher level, with its language and score (the learned stage's
+    P(crisis), when it ran) kept."""
+    return replace(
+        assessment,
+        level=level,
+        categories=unique(categories),
+        reasons=unique([*assessment.reasons, reason]),
     )
