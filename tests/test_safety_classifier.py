@@ -74,7 +74,8 @@ def test_a_paraphrase_is_its_source_reworded_in_its_sources_fold(tmp_path):
     first, second, third = training.paraphrased(sources, path)
     assert first[0] == replace(real, text="真想结束这一切")  # label, category, conversation kept
     assert first[1] == "real:smile-7"  # the dialogue's fold, whichever round labelled it
-    assert second == (replace(psy, text="累成狗了"), "psysuicide:12", 1.0)
+    assert second == (replace(psy, text="累成狗了"), "psysuicide:12", 1.0, "psysuicide")
+    assert first[3] == "real_scored"  # the source's own source, for the cross-validation report
     assert first[2] == third[2] == 0.5  # two rewordings of one message share its weight
 
 
@@ -104,7 +105,7 @@ def test_the_shipped_paraphrases_reword_development_messages_only():
     sources = training.paraphrase_sources(training.development_sets())
     paraphrases = training.paraphrased(sources)
     assert len(paraphrases) > 1500
-    crises = sum(example.label == "crisis" for example, _, _ in paraphrases)
+    crises = sum(example.label == "crisis" for example, *_ in paraphrases)
     assert 0.4 < crises / len(paraphrases) < 0.8
 
 
@@ -475,6 +476,27 @@ def test_the_cross_validation_report_marks_each_shipped_threshold():
     assert report.count("<- shipped") == 3
     for name in ("crisis_at", "lowered_crisis_at", "concern_at"):
         assert f"{name} " in report
+
+
+def test_the_cross_validation_report_gives_the_rewordings_by_their_sources_source():
+    """Rules alone and the detector on the paraphrases, apart for each source they reword."""
+    crisis = Example(1, "丧到爆了 真不想活了", "crisis", "suicidal_ideation")
+    calm = Example(2, "累死了，想睡觉", "non_crisis", "idiom")
+    samples = [
+        training.Sample(training.evidence_of(crisis), 1, "paraphrase", "real:smile-1", 1.0, "real"),
+        training.Sample(training.evidence_of(calm), 0, "paraphrase", "real:smile-2", 1.0, "real"),
+        training.Sample(
+            training.evidence_of(calm), 1, "paraphrase", "real:smile-3", 1.0, "real_scored"
+        ),
+        training.Sample(training.evidence_of(calm), 0, "real", "real:smile-4"),
+    ]
+    lines = training._rewordings_report(samples, np.array([0.9, 0.9, 0.1, 0.0]))
+    real, scored = (line for line in lines if line.startswith("  of "))
+    assert "of real " in real and "n     2 (1 crises)" in real
+    assert "rules alone 1.000 / 0.000" in real  # 不想活 by the rules; 累死了 is an idiom
+    assert "detector 1.000 / 1.000" in real  # P 0.9 on the idiom is past the crisis bar
+    assert "of real_scored" in scored and "detector 0.000 / -" in scored  # no non-crisis there
+    assert not any("psysuicide" in line for line in lines)  # no rewordings of it given
 
 
 def test_learned_probability_ranks_before_any_bar():
