@@ -81,6 +81,7 @@ REVIEW_SETS = [
     ("review_topic.jsonl", 147, 75),
     ("review_farewell.jsonl", 135, 51),
     ("review_pills.jsonl", 100, 35),
+    ("review_gap_person.jsonl", 160, 76),
 ]
 
 
