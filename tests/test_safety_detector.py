@@ -392,6 +392,20 @@ def test_a_conversation_that_told_of_abuse_keeps_at_least_the_concern_line():
     assert decide("周末我们一起去看了电影", said("他老是打我电话查岗")).level == "none"
 
 
+def test_each_earlier_turn_is_read_for_abuse_once_in_a_live_chat():
+    """A long chat sends its whole history with every message: each earlier turn is normalised
+    and searched for abuse once (cached, as the rules' reading of it is), not on every message."""
+    from anxin.safety import context
+    from anxin.safety.care import decide
+
+    history = said(*(f"第{i}天，今天又加班到很晚，回家只想躺着" for i in range(40)))
+    decide("今天还好", history)
+    before = context._tells_of_abuse.cache_info()
+    decide("明天再说吧", history)
+    after = context._tells_of_abuse.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 40
+
+
 # --- normalisation, language, result shape ---------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules, unique
 from anxin.safety.responses import crisis_turns_so_far
@@ -79,15 +79,19 @@ class Conversation:
     def abuse_came_up(self) -> bool:
         """Whether an earlier user turn (of the last WATCH_TURNS) tells of violence or sexual
         abuse (the `abuse_told` cue), whatever the rules made of it."""
-        return any(
-            _CONTEXT["abuse_told"].search(normalize(text)) for text in self.older + self.earlier
-        )
+        return any(_tells_of_abuse(text) for text in self.older + self.earlier)
 
     @property
     def asked_about_safety(self) -> bool:
         return self.asked is not None and bool(
             _CONTEXT["risk_question"].search(self.asked) and _CONTEXT["question"].search(self.asked)
         )
+
+
+@lru_cache(maxsize=4096)
+def _tells_of_abuse(text: str) -> bool:
+    """Cached like the rules' reading of a turn, so a live chat normalises each turn once."""
+    return bool(_CONTEXT["abuse_told"].search(normalize(text)))
 
 
 def _messages(context: Sequence[dict | str]) -> list[dict]:
