@@ -175,11 +175,12 @@ def paraphrased(
 ) -> list[tuple[Example, str, float, str]]:
     """Each paraphrase as its source message reworded (the source's label, category and
     conversation), with the source's group, so cross-validation never trains on a rewording
-    of a message it scores, its source's source (real, real_scored, psysuicide), and its
-    share of the source's weight: crises have two paraphrases
+    of a message it scores; its share of the source's weight: crises have two paraphrases
     and hard negatives one, and an even share keeps the classes as balanced as their sources
     (uneven, the crisis paraphrases raised P(crisis) of bland text like 今天天气不错 to the
-    concern line). Only development messages are sources: a key naming anything else fails."""
+    concern line); and which set the source is in (real, real_scored, psysuicide), for the
+    cross-validation report. Only development messages are sources: a key naming anything
+    else fails."""
     paraphrases = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         record = json_record(path, number, raw)
@@ -357,7 +358,7 @@ def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
     detector's figures with each threshold of rules/classifier.yaml moved in turn (the others
     as shipped): crisis recall, false-positive rate, crisis-or-concern recall, and the share of
     non-crisis messages given at least the concern line. The shipped thresholds were chosen
-    from these tables."""
+    from these tables. Last, the same on the paraphrases (`_rewordings_report`)."""
     lines = [f"{len(samples)} samples, grouped {FOLDS}-fold cross-validation (out-of-fold)"]
     sources = {
         source: [i for i, s in enumerate(samples) if s.source == source]
@@ -399,12 +400,12 @@ def cv_report(samples: Sequence[Sample], scores: np.ndarray) -> str:
 
 def _rewordings_report(samples: Sequence[Sample], scores: np.ndarray) -> list[str]:
     """The rules alone and the detector at the shipped bars on the paraphrases, each scored
-    with its source's fold: wording the model did not train on, and that the rules were not
-    written from. On the rewordings of real dev crises the rules alone find about what they
-    find on the frozen real part (0.740 against 0.721 at commit 38dee65; 0.823 on the dev
-    messages themselves), so a change that holds here is likelier to hold on text no one here
-    has read. Only hard negatives (non-crises with risk words) were reworded, so the
-    false-positive rate is theirs, not comparable with the dev sets' own."""
+    with its source's fold, so in wording the model did not train on. On the rewordings of
+    real dev crises the rules alone find about what they find on the frozen real part (0.740
+    against 0.721 at commit 38dee65; 0.823 on the dev messages themselves): the rules were
+    written from the dev wording, and a change that holds on its rewordings too is likelier
+    to hold on text no one here has read. Only hard negatives (non-crises with risk words)
+    were reworded, so the false-positive rate is theirs, not comparable with the dev sets'."""
     lines = [
         "",
         "rewordings of the dev messages, each scored with its source's fold (wording not "
