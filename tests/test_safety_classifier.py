@@ -443,6 +443,8 @@ REPLAYED = [
     ("是的", ["我不想活了", {"role": "assistant", "content": "你是不是想过结束自己的生命？"}]),
     ("都安排好了", ["我不想活了"]),
     ("周末我们一起去看了电影", ["我男朋友有暴力倾向，在一起两年了"]),  # the concern floor
+    # a plain no to the safety question: the learned stage may give concern, not crisis
+    ("没有 不想活 只是累", ["好累", {"role": "assistant", "content": "你有没有想过不想活了？"}]),
 ]
 
 

@@ -392,6 +392,77 @@ def test_a_conversation_that_told_of_abuse_keeps_at_least_the_concern_line():
     assert decide("周末我们一起去看了电影", said("他老是打我电话查岗")).level == "none"
 
 
+ASKED = {"role": "assistant", "content": "我想认真问一下，你最近有没有想过不想活了，或者伤害自己？"}
+
+
+@pytest.mark.parametrize(
+    "answer,level",
+    [
+        ("没有 不想活 只是累", "concern"),  # echoes the question; a no all the same
+        ("没有，想死什么的不至于，就是烦", "none"),
+        ("自杀不会 我还有我妈", "none"),
+        ("伤害自己？没有 我连打针都怕", "none"),
+        ("以前想过 现在偶尔也会", "crisis"),  # now, after the past
+        ("其实有", "crisis"),
+        ("说实话，想过很多次", "crisis"),
+        ("不想活了", "crisis"),  # 不 opens it, but it is no denial
+        ("没有 但是药我已经攒好了", None),  # a no that turns is not a plain no
+        ("还没有 在等一个合适的时间", None),  # not yet
+        ("没有人会在乎我活不活", None),  # no one, not no
+        ("不是没想过", None),  # a double no
+        ("其实有过 不过现在好多了", "concern"),  # a yes that turns to it being over
+        ("有过，不过现在好多了，就是晚上还是会冒出来", "crisis"),  # and back again
+    ],
+)
+def test_an_answer_to_the_safety_question_is_read_as_yes_or_no(answer, level):
+    """The assistant's safety question decides how its answer reads, both ways: a plain no is
+    at most a concern (the learned stage may not answer it with the crisis script, though
+    its words echo the question); what says yes, or says it goes on now, is a crisis."""
+    from anxin.safety.care import decide
+    from anxin.safety.context import DENIED
+
+    found = decide(answer, said("最近工作压力好大，天天加班") + [ASKED])
+    if level is None:
+        assert DENIED not in found.reasons
+    else:
+        assert found.level == level, found.reasons
+
+
+def test_a_no_after_an_earlier_crisis_turn_keeps_the_concern_line():
+    from anxin.safety.care import decide
+
+    found = decide("没有 我就是随口说说", said("我真的不想活了") + [ASKED])
+    assert found.level == "concern" and "context.recent_crisis" in found.reasons
+
+
+@pytest.mark.parametrize(
+    "text,level",
+    [
+        ("想死倒不至于，就是很累", "none"),
+        ("我想死 不会有人在乎的", "crisis"),  # the clause goes on: no denial
+        ("自杀会不会很痛", "crisis"),
+        ("自杀还没有 我还在犹豫", "crisis"),  # not yet is no denial
+        ("想死不会你也要报警吧", "crisis"),  # the clause goes on, across the typed gap too
+    ],
+)
+def test_a_risk_named_and_then_denied_is_negated_in_any_message(text, level):
+    assert read_rules(text).level == level
+
+
+@pytest.mark.parametrize(
+    "text,level",
+    [
+        ("我没有 想死", "none"),  # the negation reaches the wish right after the typed gap
+        ("我从来没想过 自杀", "none"),
+        ("没有 昨天吃了半瓶安眠药 现在头很晕", "crisis"),  # a no, then what happened
+        ("没有 是我爸 他昨晚又拿皮带抽我", "crisis"),
+        ("没有 就是想死", "crisis"),  # 就是 ends the negation's reach
+    ],
+)
+def test_a_negation_reaches_across_a_typed_gap_only_to_what_starts_right_after_it(text, level):
+    assert read_rules(text).level == level
+
+
 def test_each_earlier_turn_is_read_for_abuse_once_in_a_live_chat():
     """A long chat sends its whole history with every message: each earlier turn is normalised
     and searched for abuse once (cached, as the rules' reading of it is), not on every message."""

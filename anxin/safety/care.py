@@ -35,7 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from anxin.safety.classifier import Evidence, Prediction, sentences_of, shipped_classifier
-from anxin.safety.context import EVIDENCE_TURNS, Conversation, kept_watch, with_context
+from anxin.safety.context import (
+    DENIED,
+    EVIDENCE_TURNS,
+    Conversation,
+    kept_watch,
+    with_context,
+)
 from anxin.safety.detector import LOWERED, RANK, Assessment, read_rules, unique
 from anxin.safety.judge import JUDGE_FAILURES, SafetyJudge, Verdict
 from anxin.safety.rules import rulebook
@@ -138,7 +144,9 @@ def evidence(
         categories=tuple(alone.categories),
         reasons=tuple(alone.reasons),
         context_level=in_context.level,
-        context_reasons=tuple(r for r in in_context.reasons if r.startswith("context.")),
+        context_reasons=tuple(
+            r for r in in_context.reasons if r.startswith("context.") and r != DENIED
+        ),
         earlier=tuple((r.level, tuple(r.categories)) for r in readings),
         earlier_text=matching_text(" \n".join(earlier)) if earlier else "",
         asked=conversation.asked,
@@ -146,6 +154,7 @@ def evidence(
         has_context=bool(conversation.messages),
         sentences=sentences_of(text),
         abuse_told=conversation.abuse_came_up,
+        denied=DENIED in in_context.reasons,
     )
 
 
@@ -197,10 +206,13 @@ def crisis_bar(
     someone else, the past: on the real development data one such message in ten was a crisis
     all the same); never for English so lowered (its only training text is written, and there
     it would overrule I would never hurt myself), nor for a very short message with no
-    conversation before it (再见, goodbye). `crisis_at` and `lowered_crisis_at` stand in for
-    the shipped thresholds (cross-validation tries others)."""
+    conversation before it (再见, goodbye), nor for a plain no to the assistant's safety
+    question (context.DENIED: 没有 不想活 只是累 echoes the question's words). `crisis_at` and
+    `lowered_crisis_at` stand in for the shipped thresholds (cross-validation tries others)."""
     crisis_at = CRISIS_AT if crisis_at is None else crisis_at
     if not has_context and content_units(normal) < MIN_UNITS:
+        return float("inf")
+    if DENIED in reasons:
         return float("inf")
     lowered = LOWERED in reasons
     if language == "en":

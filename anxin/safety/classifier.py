@@ -124,9 +124,11 @@ class Evidence:
     asked_about_safety: bool = False
     has_context: bool = False
     sentences: tuple[str, ...] = ()  # `sentences_of` the message: read alone too, when 2 or more
-    # Not read by the model: whether the conversation told of abuse, for the concern floor the
-    # detector puts under its level (context.kept_watch), which cross-validation replays.
+    # Not read by the model, for what cross-validation replays: whether the conversation told
+    # of abuse (the concern floor, context.kept_watch), and whether the message is a plain no
+    # to the assistant's safety question (context.DENIED: no crisis by the learned stage).
     abuse_told: bool = False
+    denied: bool = False
 
 
 # --- pieces -------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ The cues here raise the rules' reading of the message; the learned stage (`care.
 the same conversation too, to escalate and to de-escalate:
 
 - the last few user turns: what the rules made of each, and their words;
-- the assistant's turn just before: whether it asked about safety, and what the answer was;
+- the assistant's turn just before: whether it asked about safety, and what the answer was (a
+  yes, also 以前想过 现在偶尔也会, is a crisis; 不知道 a concern; a plain no, `DENIED`, keeps the
+  learned stage from the crisis script, as its words often echo the question: 没有 不想活 只是累);
 - the care layer's own crisis replies earlier in the conversation: after one, a message is at
   least a concern (`context.after_crisis_reply`) until the conversation ends;
 - likewise after a user turn the rules read as a crisis, however far back (up to WATCH_TURNS
@@ -32,12 +34,16 @@ from anxin.safety.rules import rulebook
 from anxin.safety.text import normalize
 
 _CONTEXT = {name: cue.pattern for name, cue in rulebook().context.items()}
+_RECOVERY = rulebook().judgement["recovery"].pattern  # 好多了, 已经好了, 不再
+_PAST = rulebook().judgement["past"].pattern  # 以前, 那时候, 小时候
+_RISK_WORD = rulebook().classifier.anchor.pattern  # 死, 自杀, 消失, 割, 跳 …
 CONTEXT_TURNS = 6  # how many earlier user messages can colour this one
 EVIDENCE_TURNS = 3  # of which the learned stage reads the last three
 # How many earlier user turns, at most, are read for a crisis that came up (`crisis_came_up`):
 # each costs a reading by the rules, cached, so a live chat pays for each turn once (a history of
 # 60 user turns of 2,000 characters each, sent at once, cost about 40 ms the first time here).
 WATCH_TURNS = 60
+DENIED = "context.denied_risk_question"  # a plain no to the assistant's safety question
 
 
 @dataclass
@@ -114,6 +120,9 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
         answered = _answer_to_risk_question(assessment, normal)
         if answered is not None:
             return answered
+        if _said_no(normal) and not _risk_told(assessment, normal):
+            # the floors below still keep watch after an earlier crisis
+            assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
     prior = conversation.readings
     prior_risk = [
         a for a in prior if a.level != "none" and SELF_RISK_CATEGORIES & set(a.categories)
@@ -152,14 +161,51 @@ def kept_watch(assessment: Assessment, conversation: Conversation) -> Assessment
 
 
 def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment | None:
-    """有，想过很多次 after 你有没有想过结束自己的生命？ is a yes; 不知道 is a maybe."""
-    if _CONTEXT["affirmative"].match(normal) and not _CONTEXT["denial"].match(normal):
+    """有，想过很多次 after 你有没有想过结束自己的生命？ is a yes, and so is 以前想过 现在偶尔也会;
+    不知道 is a maybe."""
+    answer = _answer(normal)
+    yes = _CONTEXT["affirmative"].match(answer) and not _CONTEXT["denial"].match(answer)
+    now = _CONTEXT["answered_now"].search(answer)
+    if yes and not now and _over_since(answer):  # 其实有过 不过现在好多了
+        return _raised(assessment, "concern", ["past_history"], "context.past_risk_answer")
+    if yes or now:
         return _raised(
             assessment, "crisis", ["suicidal_ideation"], "context.affirmed_risk_question"
         )
-    if _CONTEXT["unsure"].match(normal):
+    if _CONTEXT["unsure"].match(answer):
         return _raised(assessment, "concern", ["suicidal_ideation"], "context.unsure_risk_answer")
     return None
+
+
+def _said_no(normal: str) -> bool:
+    """没有，就是累 / 不会的 我答应过我妹: a plain no (`DENIED`), after which the learned stage
+    may add the concern line but not the crisis script (care.crisis_bar): a no answered with a
+    hotline tells the person they were not heard. A no that turns (没有 但是药我已经攒好了) is
+    not plain."""
+    answer = _answer(normal)
+    return bool(_CONTEXT["plain_no"].match(answer)) and not _CONTEXT["turn"].search(answer)
+
+
+def _over_since(answer: str) -> bool:
+    """A yes that turns to the risk being over: 有过 不过现在好多了, 有过 但是那是很久以前了;
+    not when it comes back after that (就是晚上还是会冒出来)."""
+    turn = _CONTEXT["turn"].search(answer)
+    if turn is None or _CONTEXT["still"].search(answer, turn.end()):
+        return False
+    return bool(_RECOVERY.search(answer, turn.end()) or _PAST.search(answer, turn.end()))
+
+
+def _risk_told(assessment: Assessment, normal: str) -> bool:
+    """Whether a no goes on to tell of a risk: a risk word (消失, 死, 割; the learned stage's
+    anchors) or a warning sign (没有 打算好了 今晚就走); then the learned stage keeps its say."""
+    signs = any(reason.startswith("sign.") for reason in assessment.reasons)
+    return signs or bool(_RISK_WORD.search(normal))
+
+
+def _answer(normal: str) -> str:
+    """The answer after what opens it: 其实有 is 有."""
+    opening = _CONTEXT["answer_opening"].match(normal)
+    return normal[opening.end() :] if opening else normal
 
 
 def _raised(assessment: Assessment, level: str, categories: list[str], reason: str) -> Assessment:

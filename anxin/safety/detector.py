@@ -123,6 +123,10 @@ _JUDGED_IN_FULL = 20
 # What may stand between a negation and a word gap it still reaches across: 没想过 | 自杀. Not
 # 说: 所以没说 | 其实我每天都想死 goes on in a new clause.
 _OPEN_VERB = re.compile(r"(?:想过?|过)?")
+# What may stand between a typed gap and the match a negation before the gap still reaches:
+# 我没有 打算自杀, 我不会 真的去自杀的, 我没 想要伤害自己, 没有😅 没有想过死 (typed twice).
+# Not 昨天 (没有 昨天吃了半瓶安眠药).
+_INTENT_AFTER_GAP = re.compile(r"(?:真的?|要|想要?|打算|会|敢|去|想过|过|没有?|从来){0,3}")
 _PREFERENCE_THEN_NO = re.compile(r"[^,.;。!?\n]{0,3}也(?:不|要|没|绝不)")
 
 
@@ -141,6 +145,7 @@ class _Message:
         self._matches: dict[str, tuple[list[re.Match[str]], list[int]]] = {}
         # a space or emoji between two Chinese words (不想上学 想死) ends a clause as a comma
         # would, unless a negation ends right before it (我没有 想死, 我从来没想过😊自杀)
+        self.word_gaps = tuple(word_gaps)
         gaps = [gap for gap in word_gaps if not self._negation_ends_at(gap)]
         breaks = [found.end() for found in _CLAUSE_BREAK.finditer(text)]
         self._clause_ends = sorted({*breaks, *gaps})
@@ -232,11 +237,26 @@ def _negated(message: _Message, clause_start: int, match_start: int) -> bool:
     between = message.text[cue.end() : match_start]
     if between and cue.group().endswith("想") and message.text.startswith("想", match_start):
         return False  # 不想上学想死: the match's own 想 is a second wish, not the one negated
+    gaps = [gap for gap in message.word_gaps if cue.end() <= gap <= match_start]
+    if gaps and not _INTENT_AFTER_GAP.fullmatch(message.text, gaps[-1], match_start):
+        # 我没有 想死 and 我没有 打算自杀 are denied across the typed gap; 没有 昨天吃了半瓶安眠药
+        # is a no, then a new clause that tells what happened
+        return False
     too_far = len(between) > (24 if between.isascii() else 7)
     if too_far or _CUES["negation_blocker"].search(between):
         return False
     before = message.text[max(clause_start, cue.start() - _TAIL) : cue.start()]
     return not _CUES["double_negation"].search(before)
+
+
+def _denied_after(message: _Message, end: int) -> bool:
+    """想死倒不至于 / 自杀不会 / 伤害自己？没有: the risk named and said no to right after. A
+    typed gap ends the denial's clause as a comma would (自杀不会 我还有我妈)."""
+    text = message.text
+    gap = next((gap for gap in message.word_gaps if end < gap <= end + _AFTER), None)
+    if gap is not None:
+        text = f"{text[:gap]},{text[gap:]}"
+    return bool(_CUES["denied_after"].match(text, end))
 
 
 def _degree_complement(text: str, clause_start: int, match_start: int) -> str | None:
@@ -383,7 +403,9 @@ def _judge(rule: Rule, message: _Message, match: re.Match[str]) -> Hit:
     clause_start, sentence_start = message.clause_start(start), message.sentence_start(start)
     clause = text[max(clause_start, start - _TAIL) : start]  # for the cues that end in $
     lowered_by, name = rule.lowered_by, rule.name
-    if "negation" in lowered_by and _negated(message, clause_start, start):
+    if "negation" in lowered_by and (
+        _negated(message, clause_start, start) or _denied_after(message, end)
+    ):
         return Hit("none", rule.category, f"{name}:negated")
     if "hyperbole" in lowered_by and (degree := _degree_complement(text, clause_start, start)):
         return Hit(degree, "hopelessness", f"{name}:hyperbole")

@@ -306,7 +306,7 @@ def level_by_the_detector(sample: Sample, probability: float, bars: Bars = Bars(
     evidence = sample.evidence
     language = detect_language(evidence.text)
     bar = care.crisis_bar(
-        evidence.reasons,
+        (*evidence.reasons, *((care.DENIED,) if evidence.denied else ())),
         evidence.text,
         evidence.has_context,
         language,
