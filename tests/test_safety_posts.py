@@ -83,7 +83,7 @@ REVIEW_SETS = [
     ("review_pills.jsonl", 100, 35),
     ("review_gap_person.jsonl", 160, 76),
     ("review_answers.jsonl", 329, 153),
-    ("review_answers_check.jsonl", 105, 37),
+    ("review_answers_check.jsonl", 209, 79),
 ]
 
 
