@@ -428,6 +428,16 @@ def test_an_answer_to_the_safety_question_is_read_as_yes_or_no(answer, level):
         assert found.level == level, found.reasons
 
 
+def test_an_admonition_is_no_safety_question():
+    """千万别想不开，你还好吗？ admonishes; 嗯 还好 after it agrees, it does not say yes to a wish."""
+    from anxin.safety.care import decide
+
+    admonished = {"role": "assistant", "content": "千万别想不开，你还好吗？"}
+    asked = {"role": "assistant", "content": "你会不会有时候觉得想不开？"}
+    assert decide("嗯 还好", said("今天被老板骂了") + [admonished]).level != "crisis"
+    assert decide("嗯 有时候", said("今天被老板骂了") + [asked]).level == "crisis"
+
+
 def test_a_no_after_an_earlier_crisis_turn_keeps_the_concern_line():
     from anxin.safety.care import decide
 
