@@ -69,9 +69,8 @@ def test_the_phrases_are_a_labelled_development_set_of_one_writer():
     assert sum(e.label == "crisis" for e in examples) == 238
 
 
-# The review sets of data/safety_posts/README.md: messages, crises. "A review of whose abuse and
-# when a risk is over" (past_now, recovery), "Two reviews of spaces and emoji typed for commas"
-# (spacing, emoji), "A review of the mended misreadings" (lethal).
+# The review sets of data/safety_posts/README.md (each has its section there, named in the
+# README's table of files): messages, crises.
 REVIEW_SETS = [
     ("review_past_now.jsonl", 242, 160),
     ("review_recovery.jsonl", 202, 153),

@@ -28,7 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
-from anxin.safety.detector import SELF_RISK_CATEGORIES, Assessment, read_rules, unique
+from anxin.safety.detector import (
+    RISK_WORD,
+    SELF_RISK_CATEGORIES,
+    Assessment,
+    read_rules,
+    unique,
+)
 from anxin.safety.responses import crisis_turns_so_far
 from anxin.safety.rules import rulebook
 from anxin.safety.text import normalize
@@ -36,7 +42,6 @@ from anxin.safety.text import normalize
 _CONTEXT = {name: cue.pattern for name, cue in rulebook().context.items()}
 _RECOVERY = rulebook().judgement["recovery"].pattern  # 好多了, 已经好了, 不再
 _PAST = rulebook().judgement["past"].pattern  # 以前, 那时候, 小时候
-_RISK_WORD = rulebook().classifier.anchor.pattern  # 死, 自杀, 消失, 割, 跳 …
 CONTEXT_TURNS = 6  # how many earlier user messages can colour this one
 EVIDENCE_TURNS = 3  # of which the learned stage reads the last three
 # How many earlier user turns, at most, are read for a crisis that came up (`crisis_came_up`):
@@ -117,10 +122,11 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
     if assessment.level == "crisis" or not conversation.messages:
         return assessment
     if conversation.asked_about_safety:
-        answered = _answer_to_risk_question(assessment, normal)
+        answer = _answer(normal)
+        answered = _answer_to_risk_question(assessment, answer)
         if answered is not None:
             return answered
-        if _said_no(normal) and not _risk_told(assessment, normal):
+        if _said_no(answer) and not _risk_told(assessment, normal):
             # the floors below still keep watch after an earlier crisis
             assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
     prior = conversation.readings
@@ -160,10 +166,9 @@ def kept_watch(assessment: Assessment, conversation: Conversation) -> Assessment
     return _raised(assessment, "concern", ["context_escalation"], "context.abuse_told")
 
 
-def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment | None:
+def _answer_to_risk_question(assessment: Assessment, answer: str) -> Assessment | None:
     """有，想过很多次 after 你有没有想过结束自己的生命？ is a yes, and so is 以前想过 现在偶尔也会;
-    不知道 is a maybe."""
-    answer = _answer(normal)
+    不知道 is a maybe (`answer`: the normalised message after what opens it, `_answer`)."""
     yes = _CONTEXT["affirmative"].match(answer) and not _CONTEXT["denial"].match(answer)
     now = _CONTEXT["answered_now"].search(answer)
     if yes and not now and _over_since(answer):  # 其实有过 不过现在好多了
@@ -177,12 +182,11 @@ def _answer_to_risk_question(assessment: Assessment, normal: str) -> Assessment 
     return None
 
 
-def _said_no(normal: str) -> bool:
+def _said_no(answer: str) -> bool:
     """没有，就是累 / 不会的 我答应过我妹: a plain no (`DENIED`), after which the learned stage
     may add the concern line but not the crisis script (care.crisis_bar): a no answered with a
     hotline tells the person they were not heard. A no that turns (没有 但是药我已经攒好了) is
     not plain."""
-    answer = _answer(normal)
     return bool(_CONTEXT["plain_no"].match(answer)) and not _CONTEXT["turn"].search(answer)
 
 
@@ -199,7 +203,7 @@ def _risk_told(assessment: Assessment, normal: str) -> bool:
     """Whether a no goes on to tell of a risk: a risk word (消失, 死, 割; the learned stage's
     anchors) or a warning sign (没有 打算好了 今晚就走); then the learned stage keeps its say."""
     signs = any(reason.startswith("sign.") for reason in assessment.reasons)
-    return signs or bool(_RISK_WORD.search(normal))
+    return signs or bool(RISK_WORD.search(normal))
 
 
 def _answer(normal: str) -> str:

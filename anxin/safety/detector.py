@@ -49,6 +49,7 @@ __all__ = [
     "LEVELS",
     "LOWERED",
     "RANK",
+    "RISK_WORD",
     "Assessment",
     "detect_language",
     "matching_text",
@@ -106,8 +107,9 @@ _QUOTE_MARK = re.compile('"')
 _EVERYDAY_ADJECTIVES = set(_BOOK.lexicon.words["everyday_adjectives_zh"])
 
 _CUES = {name: cue.pattern for name, cue in _BOOK.judgement.items()}
-# A risk word (the learned stage's anchors: 死, 自杀, 伤害, 割, 跳…), for `_goes_on_now`.
-_RISK_WORD = _BOOK.classifier.anchor.pattern
+# A risk word (the learned stage's anchors: 死, 自杀, 伤害, 割, 跳…), for `_goes_on_now` and for
+# context.py, which asks whether a no to the safety question goes on to tell of a risk.
+RISK_WORD = _BOOK.classifier.anchor.pattern
 _CUES["person"] = scanner(
     f"(?P<other>{_CUES['person_other'].pattern})|(?P<self>{_CUES['person_self'].pattern})"
 )
@@ -385,7 +387,7 @@ def _goes_on_now(message: _Message, start: int) -> bool:
             continue
         clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
         risk_words = _CUES["everyday_risk_word"].compiled.sub("", clause)  # not 忙得要死, 学跳舞
-        if _RISK_WORD.search(risk_words) or _CUES["relapse"].search(clause):
+        if RISK_WORD.search(risk_words) or _CUES["relapse"].search(clause):
             return True
     return False
 
