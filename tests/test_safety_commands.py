@@ -114,6 +114,19 @@ def test_check_prints_level_categories_and_rules(capsys):
     assert "level:      crisis" in printed and "context.resolve" in printed
 
 
+def test_check_reads_an_answer_after_the_assistants_safety_question(capsys):
+    """--asked puts the assistant's question before the message: 其实有 says yes to it, and a
+    plain no that echoes its words gets no crisis script."""
+    question = "你最近有没有想过不想活了？"
+    run("check", "其实有", "--context", "好累", "--asked", question, "--json")
+    assert json.loads(capsys.readouterr().out)["level"] == "crisis"
+    run("check", "其实有", "--context", "好累", "--json")
+    assert json.loads(capsys.readouterr().out)["level"] != "crisis"
+    run("check", "没有 不想活 只是累", "--context", "好累", "--asked", question, "--json")
+    found = json.loads(capsys.readouterr().out)
+    assert found["level"] != "crisis" and "context.denied_risk_question" in found["reasons"]
+
+
 def test_check_json_and_reply_modes(capsys):
     run("check", "今天加班累死了", "--json")
     assert json.loads(capsys.readouterr().out)["level"] == "none"

@@ -26,6 +26,7 @@ EPILOG = """\
 examples:
   anxin safety check "最近总是睡不好，活着好累"
   anxin safety check "我已经想好了，就在今晚" --context "我不想活了"
+  anxin safety check "没有 不想活 只是累" --context "好累" --asked "你有没有想过不想活了？"
   anxin safety check --reply "你患有抑郁症，每天吃两片舍曲林就好。"
   anxin safety eval data/safety_dev.jsonl --json reports/safety_dev.json
   anxin safety eval data/safety_real/smilechat_dev.jsonl --curve pr.png --errors errors.jsonl
@@ -57,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MESSAGE",
         help="an earlier user message (repeat for several, oldest first)",
+    )
+    check.add_argument(
+        "--asked",
+        metavar="QUESTION",
+        help="the assistant's turn just before TEXT, after the --context messages (a safety "
+        "question decides how its answer reads: 有 is a crisis, 没有 就是累 a plain no)",
     )
     check.add_argument("--reply", action="store_true", help="check TEXT as a model reply instead")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -109,7 +116,10 @@ def _check(args: argparse.Namespace) -> int:
         result = {"ok": verdict.ok, "reasons": verdict.reasons}
         print(json.dumps(result, ensure_ascii=False) if args.json else _describe_verdict(result))
         return 0
-    assessment = CrisisDetector().assess(args.text, context=list(args.context))
+    context = [{"role": "user", "content": message} for message in args.context]
+    if args.asked:
+        context.append({"role": "assistant", "content": args.asked})
+    assessment = CrisisDetector().assess(args.text, context=context)
     if args.json:
         print(json.dumps(assessment.to_dict(), ensure_ascii=False))
     else:
