@@ -407,7 +407,12 @@ ASKED = {"role": "assistant", "content": "我想认真问一下，你最近有�
         ("说实话，想过很多次", "crisis"),
         ("不想活了", "crisis"),  # 不 opens it, but it is no denial
         ("没有 但是药我已经攒好了", None),  # a no that turns is not a plain no
-        ("还没有 在等一个合适的时间", None),  # not yet
+        ("还没有 在等一个合适的时间", "crisis"),  # not yet: on its way
+        ("还没有 但快了", "crisis"),
+        ("现在没有 但不知道晚上会不会", "crisis"),
+        ("不会 我还没那么惨", "none"),  # 还没 of something else
+        ("说不清 可能有吧", "crisis"),  # unsure, then a yes said softly
+        ("说不清 就是累", "concern"),  # unsure: a concern
         ("没有人会在乎我活不活", None),  # no one, not no
         ("不是没想过", None),  # a double no
         ("其实有过 不过现在好多了", "concern"),  # a yes that turns to it being over
@@ -436,6 +441,55 @@ def test_an_admonition_is_no_safety_question():
     asked = {"role": "assistant", "content": "你会不会有时候觉得想不开？"}
     assert decide("嗯 还好", said("今天被老板骂了") + [admonished]).level != "crisis"
     assert decide("嗯 有时候", said("今天被老板骂了") + [asked]).level == "crisis"
+
+
+@pytest.mark.parametrize(
+    "question,answer,level,reason",
+    [
+        ("现在还会有这样的想法吗？", "会 每天都有", "crisis", "context.affirmed_risk_question"),
+        ("你刚才说的那个念头，今晚还在吗", "还在", "crisis", "context.affirmed_risk_question"),
+        (
+            "现在还会有这样的想法吗？",
+            "没有了 说出来好多了",
+            "concern",
+            "context.denied_risk_question",
+        ),
+        ("你现在安全吗？", "不太安全", "crisis", "context.unsafe_answer"),
+        ("你现在是不是安全的？", "不知道", "crisis", "context.unsafe_answer"),
+        ("你现在安全吗？", "嗯 安全 我在我姐家", "concern", "context.denied_risk_question"),
+        ("你能答应我今晚不伤害自己吗？", "好 我答应你", "concern", "context.denied_risk_question"),
+        ("你能答应我今晚不伤害自己吗？", "做不到", "crisis", "context.unsafe_answer"),
+    ],
+)
+def test_a_follow_up_or_safe_question_after_an_earlier_crisis_reads_its_answer(
+    question, answer, level, reason
+):
+    """现在还会有这样的想法吗？ names no risk but points back at the user's own crisis, so its
+    yes is a crisis; 你现在安全吗？ and a promise asked for (答应我今晚不伤害自己) turn the
+    answer round: a yes is the safe answer (at most a concern, as a plain no to a risk question
+    is), and 不太安全 / 做不到 the alarm."""
+    from anxin.safety.care import decide
+
+    found = decide(answer, said("我真的不想活了") + [{"role": "assistant", "content": question}])
+    assert found.level == level and reason in found.reasons, found.reasons
+
+
+def test_a_yes_to_two_questions_is_not_read_as_safe():
+    """嗯 想过 to 你有没有想过要怎么做？你现在安全吗？ answers the first question."""
+    from anxin.safety.care import decide
+    from anxin.safety.context import DENIED
+
+    asked = {"role": "assistant", "content": "你有没有想过要怎么做？你现在安全吗？"}
+    assert DENIED not in decide("嗯 想过", said("我真的不想活了") + [asked]).reasons
+
+
+def test_a_follow_up_question_needs_the_users_own_crisis_before_it():
+    """Without an earlier crisis of the user's own, 这样的想法 points at nothing risky."""
+    from anxin.safety.care import decide
+
+    asked = {"role": "assistant", "content": "你现在还会有这样的想法吗？"}
+    found = decide("会啊", said("我想辞职去旅行") + [asked])
+    assert found.level == "none", found.reasons
 
 
 def test_a_no_after_an_earlier_crisis_turn_keeps_the_concern_line():

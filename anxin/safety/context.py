@@ -94,9 +94,36 @@ class Conversation:
 
     @property
     def asked_about_safety(self) -> bool:
-        return self.asked is not None and bool(
-            _CONTEXT["risk_question"].search(self.asked) and _CONTEXT["question"].search(self.asked)
+        """Whether the assistant's last turn asks about a risk, so that a yes is the alarm: it
+        names one (你有没有想过结束自己的生命？), or points back at the user's own crisis told
+        earlier (现在还会有这样的想法吗？). Not a promise asked for (你能答应我今晚不伤害自己吗？),
+        whose yes is the safe answer (`asked_if_safe`)."""
+        if not self._asked_a_question or _CONTEXT["promise_question"].search(self.asked):
+            return False
+        if _CONTEXT["risk_question"].search(self.asked):
+            return True
+        return bool(_CONTEXT["followup_question"].search(self.asked)) and self.own_crisis_came_up
+
+    @property
+    def asked_if_safe(self) -> bool:
+        """Whether the assistant's last turn asks whether the user is safe, so that a yes is the
+        safe answer (你现在安全吗？ 你能答应我今晚不伤害自己吗？)."""
+        return self._asked_a_question and bool(
+            _CONTEXT["safe_question"].search(self.asked)
+            or _CONTEXT["promise_question"].search(self.asked)
         )
+
+    @property
+    def own_crisis_came_up(self) -> bool:
+        """Whether the rules read one of the last CONTEXT_TURNS user turns as a crisis of the
+        user's own (a wish to die, a plan, self-harm), not of abuse or of harming others."""
+        return any(
+            a.level == "crisis" and SELF_RISK_CATEGORIES & set(a.categories) for a in self.readings
+        )
+
+    @property
+    def _asked_a_question(self) -> bool:
+        return self.asked is not None and bool(_CONTEXT["question"].search(self.asked))
 
 
 @lru_cache(maxsize=4096)
@@ -128,6 +155,18 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
             return answered
         if _said_no(answer) and not _risk_told(assessment, normal):
             # the floors below still keep watch after an earlier crisis
+            assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
+    elif conversation.asked_if_safe:
+        answer = _answer(normal)
+        if _CONTEXT["unsafe_answer"].match(answer):  # 你现在安全吗？ 不太安全
+            earlier = [
+                c for a in conversation.readings if a.level == "crisis" for c in a.categories
+            ]
+            categories = earlier or ["suicidal_ideation"]
+            return _raised(assessment, "crisis", categories, "context.unsafe_answer")
+        # 嗯 to 你有没有想过要怎么做？你现在安全吗？ may answer the first question
+        one_question = (conversation.asked or "").count("?") <= 1
+        if one_question and _said_safe(answer) and not _risk_told(assessment, normal):
             assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
     prior = conversation.readings
     prior_risk = [
@@ -173,11 +212,15 @@ def _answer_to_risk_question(assessment: Assessment, answer: str) -> Assessment 
     now = _CONTEXT["answered_now"].search(answer)
     if yes and not now and _over_since(answer):  # 其实有过 不过现在好多了
         return _raised(assessment, "concern", ["past_history"], "context.past_risk_answer")
-    if yes or now:
+    unsure = _CONTEXT["unsure"].match(answer)
+    softly = unsure and _CONTEXT["hedged_yes"].search(answer, unsure.end())  # 说不清 可能有吧
+    if yes or now or (softly and not _CONTEXT["turn"].search(answer)):
         return _raised(
             assessment, "crisis", ["suicidal_ideation"], "context.affirmed_risk_question"
         )
-    if _CONTEXT["unsure"].match(answer):
+    if _CONTEXT["not_yet"].search(answer):  # 还没有 但快了: on its way
+        return _raised(assessment, "crisis", ["suicidal_ideation"], "context.not_yet_answer")
+    if unsure:
         return _raised(assessment, "concern", ["suicidal_ideation"], "context.unsure_risk_answer")
     return None
 
@@ -188,6 +231,12 @@ def _said_no(answer: str) -> bool:
     hotline tells the person they were not heard. A no that turns (没有 但是药我已经攒好了) is
     not plain."""
     return bool(_CONTEXT["plain_no"].match(answer)) and not _CONTEXT["turn"].search(answer)
+
+
+def _said_safe(answer: str) -> bool:
+    """嗯 安全 / 好 我答应你 to 你现在安全吗？: the safe answer (`DENIED`, as a plain no to a risk
+    question), unless it turns (安全 但是……)."""
+    return bool(_CONTEXT["safe_answer"].match(answer)) and not _CONTEXT["turn"].search(answer)
 
 
 def _over_since(answer: str) -> bool:

@@ -287,8 +287,14 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
     match_clause = message.clause_start(start)
     quoted_from = _quoted_speech(message, start)
     if quoted_from is not None:  # 他念叨"我活着有什么用": whoever said it, in the clause before it
-        sentence_start = match_clause = message.clause_start(quoted_from)
-        start = quoted_from
+        match_clause, start = message.clause_start(quoted_from), quoted_from
+        sentence_start = match_clause
+        named = list(message.within("person", match_clause, start))
+        if named and not any(_may_act(message, person, match_clause) for person in named):
+            # 我爸……前几天打电话跟我说"我也活够了": the clause names only me, who was told; the
+            # one who said it is named earlier in the sentence (哭着说"我不想活了" names no one:
+            # the user said it)
+            sentence_start = message.sentence_start(quoted_from)
     if _CUES["relative_clause"].match(text[end : end + _AFTER]):
         return "stranger" if not _CUES["person"].search(text[end : end + 8]) else "close"
     if (
