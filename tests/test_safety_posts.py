@@ -83,6 +83,10 @@ REVIEW_SETS = [
     ("review_gap_person.jsonl", 160, 76),
     ("review_answers.jsonl", 329, 153),
     ("review_answers_check.jsonl", 209, 79),
+    ("review_indirect.jsonl", 177, 99),
+    ("review_followups.jsonl", 104, 49),
+    ("review_new_rules.jsonl", 92, 47),
+    ("review_indirect_check.jsonl", 153, 80),
 ]
 
 
