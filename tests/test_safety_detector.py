@@ -490,6 +490,9 @@ def test_a_follow_up_question_needs_the_users_own_crisis_before_it():
     asked = {"role": "assistant", "content": "你现在还会有这样的想法吗？"}
     found = decide("会啊", said("我想辞职去旅行") + [asked])
     assert found.level == "none", found.reasons
+    opened = {"role": "assistant", "content": "你愿意多说说这样的想法一般是在什么时候出现的吗？"}
+    found = decide("嗯……我也说不清，可能就是太久没睡好了", said("我真的不想活了") + [opened])
+    assert "context.affirmed_risk_question" not in found.reasons  # 嗯 agrees to talk
 
 
 def test_a_no_after_an_earlier_crisis_turn_keeps_the_concern_line():

@@ -87,6 +87,8 @@ REVIEW_SETS = [
     ("review_followups.jsonl", 104, 49),
     ("review_new_rules.jsonl", 92, 47),
     ("review_indirect_check.jsonl", 153, 80),
+    ("review_indirect_more.jsonl", 154, 80),
+    ("review_rules_more.jsonl", 78, 38),
 ]
 
 

@@ -96,13 +96,19 @@ class Conversation:
     def asked_about_safety(self) -> bool:
         """Whether the assistant's last turn asks about a risk, so that a yes is the alarm: it
         names one (你有没有想过结束自己的生命？), or points back at the user's own crisis told
-        earlier (现在还会有这样的想法吗？). Not a promise asked for (你能答应我今晚不伤害自己吗？),
+        earlier (现在还会有这样的想法吗？; not an open one, 这样的想法一般是在什么时候出现的？). Not a
+        promise asked for (你能答应我今晚不伤害自己吗？),
         whose yes is the safe answer (`asked_if_safe`)."""
         if not self._asked_a_question or _CONTEXT["promise_question"].search(self.asked):
             return False
         if _CONTEXT["risk_question"].search(self.asked):
             return True
-        return bool(_CONTEXT["followup_question"].search(self.asked)) and self.own_crisis_came_up
+        open_question = _CONTEXT["open_question"].search(self.asked)
+        return (
+            bool(_CONTEXT["followup_question"].search(self.asked))
+            and not open_question
+            and self.own_crisis_came_up
+        )
 
     @property
     def asked_if_safe(self) -> bool:

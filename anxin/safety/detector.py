@@ -494,6 +494,8 @@ def _with_warning_signs(message: _Message, level: str, hits: list[Hit]) -> tuple
     if not signs:
         return level, signs
     mood = any(hit.level == "concern" and hit.category in _BOOK.crisis_with_mood for hit in hits)
+    if _BOOK.crisis_after_past & set(signs):  # 以前想过死……可这周我把猫送人了
+        mood = mood or any(h.level == "concern" and h.category == "past_history" for h in hits)
     if level != "crisis" and (len(signs) >= 2 or mood):
         hits.append(Hit("crisis", "plan_means", "warning_signs"))
         return "crisis", signs

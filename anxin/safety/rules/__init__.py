@@ -161,6 +161,7 @@ class Rulebook:
     concern: tuple[Rule, ...]
     signs: tuple[Cue, ...]
     crisis_with_mood: frozenset[str]
+    crisis_after_past: frozenset[str]  # signs that make a crisis of a risk told as past
     judgement: dict[str, Cue]
     context: dict[str, Cue]
     classifier: ClassifierGate
@@ -429,7 +430,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         _top(part, {"rules"})
     for part in (judgement, context):
         _top(part, {"cues"})
-    _top(signs, {"signs", "crisis_with_mood"})
+    _top(signs, {"signs", "crisis_with_mood", "crisis_after_past"})
     _top(
         gate,
         {"crisis_at", "concern_at", "lowered_crisis_at", "english_crisis_at", "english_concern_at"}
@@ -442,11 +443,19 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     min_units = gate.data["min_units"]
     if isinstance(min_units, bool) or not isinstance(min_units, int) or min_units < 0:
         raise gate.fail("min_units", "must be a whole number, 0 or more")
+    after_past = signs.data["crisis_after_past"]
+    if not isinstance(after_past, list):
+        raise signs.fail("crisis_after_past", "must be a list of sign names")
+    sign_cues = _items(signs, "signs", _cue)
+    sign_names = tuple(cue.name for cue in sign_cues)
     return Rulebook(
         crisis=_items(crisis, "rules", _rule),
         concern=_items(concern, "rules", _rule),
-        signs=_items(signs, "signs", _cue),
+        signs=sign_cues,
         crisis_with_mood=frozenset(_choice(signs, "crisis_with_mood", c, CATEGORIES) for c in mood),
+        crisis_after_past=frozenset(
+            _choice(signs, "crisis_after_past", name, sign_names) for name in after_past
+        ),
         judgement=_by_name(_items(judgement, "cues", _cue)),
         context=_by_name(_items(context, "cues", _cue)),
         classifier=ClassifierGate(
