@@ -28,9 +28,12 @@ def spans(matches) -> list[tuple[int, int]]:
 
 
 def test_most_shipped_patterns_get_a_list_of_beginnings():
-    patterns = every_shipped_pattern()
-    listed = [pattern for pattern in patterns if pattern.first is not None]
-    assert len(patterns) > 150 and len(listed) > 0.9 * len(patterns)
+    """A pattern anchored at the start (a `requires` such as ^(?!.*(?:游戏|比赛)), an answer cue
+    such as ^还没) is tried at one place by the engine itself, as quick as a list would make it
+    (a 20 KB text: under a millisecond); the others should mostly get their beginnings listed."""
+    unanchored = [p for p in every_shipped_pattern() if not p.compiled.pattern.startswith("^")]
+    listed = [pattern for pattern in unanchored if pattern.first is not None]
+    assert len(unanchored) > 150 and len(listed) > 0.9 * len(unanchored)
 
 
 def test_every_shipped_pattern_finds_the_same_matches_as_the_engine():
