@@ -479,8 +479,48 @@ def test_a_yes_to_two_questions_is_not_read_as_safe():
     from anxin.safety.care import decide
     from anxin.safety.context import DENIED
 
-    asked = {"role": "assistant", "content": "你有没有想过要怎么做？你现在安全吗？"}
-    assert DENIED not in decide("嗯 想过", said("我真的不想活了") + [asked]).reasons
+    for question in ("你有没有想过要怎么做？你现在安全吗？", "你有没有想过要怎么做 你现在安全吗"):
+        asked = {"role": "assistant", "content": question}
+        assert DENIED not in decide("嗯 想过", said("我真的不想活了") + [asked]).reasons
+    asked = {"role": "assistant", "content": "你现在安全吗？"}
+    assert DENIED in decide("嗯 安全", said("我真的不想活了") + [asked]).reasons  # one question
+
+
+@pytest.mark.parametrize(
+    "earlier,question,answer,crisis",
+    [
+        # a promise beside a risk question does not hide the risk question
+        ("最近压力很大", "你最近有没有想过结束自己的生命？能答应我不做傻事吗？", "有 很多次", True),
+        # the unsafe answer counts when a risk question is asked too, and after an opening
+        ("我真的不想活了", "你有没有想过伤害自己？你现在安全吗？", "不安全", True),
+        ("我真的不想活了", "你现在安全吗？", "嗯 不太安全", True),
+        ("我真的不想活了", "你现在安全吗？", "我觉得不太安全", True),
+        # a safety check asks after the person, and the unsafe word must end there
+        ("今天工作好累", "你们小区晚上安全吗？", "不太安全", False),
+        ("前男友一直跑到我公司楼下堵我", "这听起来很吓人。你现在安全吗？", "不太安全", True),
+        ("我真的不想活了", "你现在安全吗？", "不能说不安全吧 我在家", False),
+        # not yet needs a turn to soon; 还没想好 only of a way or a time
+        ("最近压力很大", ASKED["content"], "还没有 就是累", False),
+        ("最近压力很大", ASKED["content"], "没有 就是还没想好怎么跟家里说辞职的事", False),
+        # 还有 / 会想 / 都有 inside other words are no yes
+        ("最近压力很大", ASKED["content"], "还有件事想问你 怎么改简历", False),
+        ("最近压力很大", ASKED["content"], "不知道 我应该不会想这些", False),
+        ("最近压力很大", ASKED["content"], "说不清 什么情绪都有", False),
+        # an open sentence elsewhere in the turn leaves the follow-up question a question
+        (
+            "我真的不想活了",
+            "不管怎么样我都在这里陪你。现在还会有这样的想法吗？",
+            "会 每天都有",
+            True,
+        ),
+    ],
+)
+def test_answers_are_read_against_the_question_they_answer(earlier, question, answer, crisis):
+    """Found by a review of the reading of answers (each was read the other way before)."""
+    from anxin.safety.care import rules_in_context
+
+    found = rules_in_context(answer, said(earlier) + [{"role": "assistant", "content": question}])
+    assert (found.level == "crisis") == crisis, found.reasons
 
 
 def test_a_follow_up_question_needs_the_users_own_crisis_before_it():

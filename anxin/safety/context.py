@@ -24,6 +24,7 @@ the same conversation too, to escalate and to de-escalate:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -96,17 +97,18 @@ class Conversation:
     def asked_about_safety(self) -> bool:
         """Whether the assistant's last turn asks about a risk, so that a yes is the alarm: it
         names one (你有没有想过结束自己的生命？), or points back at the user's own crisis told
-        earlier (现在还会有这样的想法吗？; not an open one, 这样的想法一般是在什么时候出现的？). Not a
-        promise asked for (你能答应我今晚不伤害自己吗？),
-        whose yes is the safe answer (`asked_if_safe`)."""
-        if not self._asked_a_question or _CONTEXT["promise_question"].search(self.asked):
+        lately (现在还会有这样的想法吗？, not in an open question: 这样的想法一般是在什么时候出现
+        的？). A promise asked for (你能答应我今晚不伤害自己吗？) names the risk only to rule it
+        out: its yes is the safe answer (`asked_if_safe`)."""
+        if not self._asked_a_question:
             return False
-        if _CONTEXT["risk_question"].search(self.asked):
+        asked = _CONTEXT["promise_question"].sub("", self.asked)
+        if _CONTEXT["risk_question"].search(asked):
             return True
-        open_question = _CONTEXT["open_question"].search(self.asked)
+        pointing = _CONTEXT["followup_question"].search(asked)
         return (
-            bool(_CONTEXT["followup_question"].search(self.asked))
-            and not open_question
+            pointing is not None
+            and not _CONTEXT["open_question"].search(_sentence_around(asked, pointing.start()))
             and self.own_crisis_came_up
         )
 
@@ -120,9 +122,21 @@ class Conversation:
         )
 
     @property
+    def asked_one_question(self) -> bool:
+        """Whether the assistant's last turn asks one thing only: 嗯 to 你有没有想过要怎么做？你现在
+        安全吗？ may answer the first question (a clause with ?, 吗, 呢 or 有没有 … asks)."""
+        if self.asked is None:
+            return False
+        # the turn as typed: normalising joins 你有没有想过要怎么做 你现在安全吗 into one clause
+        typed = self.messages[-1]["content"]
+        clauses = re.findall(r"[^,.!?;~…\s，。！？；、]+[?？]?", typed)
+        return sum(bool(_CONTEXT["question_clause"].search(c)) for c in clauses) <= 1
+
+    @property
     def own_crisis_came_up(self) -> bool:
         """Whether the rules read one of the last CONTEXT_TURNS user turns as a crisis of the
-        user's own (a wish to die, a plan, self-harm), not of abuse or of harming others."""
+        user's own (a wish to die, a plan, self-harm), not of abuse or of harming others: what a
+        follow-up question (这样的想法) can point back at, so lately, not in the whole watch."""
         return any(
             a.level == "crisis" and SELF_RISK_CATEGORIES & set(a.categories) for a in self.readings
         )
@@ -130,6 +144,16 @@ class Conversation:
     @property
     def _asked_a_question(self) -> bool:
         return self.asked is not None and bool(_CONTEXT["question"].search(self.asked))
+
+
+_SENTENCE_ENDS = ".!?。\n"  # as normalised: ？ and ！ are ? and !, 。 stays
+
+
+def _sentence_around(text: str, index: int) -> str:
+    """The sentence of `text` that holds `index`."""
+    start = max(text.rfind(mark, 0, index) for mark in _SENTENCE_ENDS) + 1
+    ends = [found for mark in _SENTENCE_ENDS if (found := text.find(mark, index)) != -1]
+    return text[start : min(ends) + 1 if ends else len(text)]
 
 
 @lru_cache(maxsize=4096)
@@ -154,26 +178,26 @@ def with_context(assessment: Assessment, normal: str, conversation: Conversation
     """The rules' reading of a message (`normal`: normalised), raised by what came before."""
     if assessment.level == "crisis" or not conversation.messages:
         return assessment
+    answer = _answer(normal)
+    asked_if_safe = conversation.asked_if_safe
+    if asked_if_safe and _CONTEXT["unsafe_answer"].match(answer):
+        # 你现在安全吗？ 不太安全: the danger asked about is the one that came up (a wish to die,
+        # abuse, a threat), or the one the assistant heard (他还跑到我公司楼下堵我)
+        earlier = unique(
+            c for a in conversation.readings if a.level == "crisis" for c in a.categories
+        )
+        return _raised(
+            assessment, "crisis", earlier or ["suicidal_ideation"], "context.unsafe_answer"
+        )
     if conversation.asked_about_safety:
-        answer = _answer(normal)
         answered = _answer_to_risk_question(assessment, answer)
         if answered is not None:
             return answered
         if _said_no(answer) and not _risk_told(assessment, normal):
             # the floors below still keep watch after an earlier crisis
             assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
-    elif conversation.asked_if_safe:
-        answer = _answer(normal)
-        if _CONTEXT["unsafe_answer"].match(answer):  # 你现在安全吗？ 不太安全
-            earlier = [
-                c for a in conversation.readings if a.level == "crisis" for c in a.categories
-            ]
-            categories = earlier or ["suicidal_ideation"]
-            return _raised(assessment, "crisis", categories, "context.unsafe_answer")
-        # 嗯 to 你有没有想过要怎么做？你现在安全吗？ may answer the first question
-        one_question = (conversation.asked or "").count("?") <= 1
-        if one_question and _said_safe(answer) and not _risk_told(assessment, normal):
-            assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
+    elif asked_if_safe and _said_safe(answer, conversation, assessment, normal):
+        assessment = replace(assessment, reasons=unique([*assessment.reasons, DENIED]))
     prior = conversation.readings
     prior_risk = [
         a for a in prior if a.level != "none" and SELF_RISK_CATEGORIES & set(a.categories)
@@ -239,10 +263,19 @@ def _said_no(answer: str) -> bool:
     return bool(_CONTEXT["plain_no"].match(answer)) and not _CONTEXT["turn"].search(answer)
 
 
-def _said_safe(answer: str) -> bool:
+def _said_safe(
+    answer: str, conversation: Conversation, assessment: Assessment, normal: str
+) -> bool:
     """嗯 安全 / 好 我答应你 to 你现在安全吗？: the safe answer (`DENIED`, as a plain no to a risk
-    question), unless it turns (安全 但是……)."""
-    return bool(_CONTEXT["safe_answer"].match(answer)) and not _CONTEXT["turn"].search(answer)
+    question), unless it turns (安全 但是……), says unsafe after all (嗯 不太安全), tells of a
+    risk, or the turn asked more than this (嗯 to 你有没有想过要怎么做？你现在安全吗？)."""
+    return (
+        conversation.asked_one_question
+        and bool(_CONTEXT["safe_answer"].match(answer))
+        and not _CONTEXT["turn"].search(answer)
+        and not _CONTEXT["unsafe_said"].search(answer)
+        and not _risk_told(assessment, normal)
+    )
 
 
 def _over_since(answer: str) -> bool:

@@ -490,13 +490,20 @@ def _read_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]
 # --- warning signs that add up: one alone is concern, together they are a plan (signs.yaml) -----
 def _with_warning_signs(message: _Message, level: str, hits: list[Hit]) -> tuple[str, list[str]]:
     """The level the signs give, and their names; `hits` gains the one that set the level."""
-    signs = [sign.name for sign in _BOOK.signs if message.has(sign.pattern)]
+    signs = [
+        sign.name
+        for sign in _BOOK.signs
+        if message.has(sign.pattern) and not (sign.unless and message.has(sign.unless))
+    ]
     if not signs:
         return level, signs
-    mood = any(hit.level == "concern" and hit.category in _BOOK.crisis_with_mood for hit in hits)
+    one_is_enough = any(
+        hit.level == "concern" and hit.category in _BOOK.crisis_with_mood for hit in hits
+    )
     if _BOOK.crisis_after_past & set(signs):  # 以前想过死……可这周我把猫送人了
-        mood = mood or any(h.level == "concern" and h.category == "past_history" for h in hits)
-    if level != "crisis" and (len(signs) >= 2 or mood):
+        # past_history: the category `_judge` gives a risk it lowered as told in the past
+        one_is_enough |= any(h.level == "concern" and h.category == "past_history" for h in hits)
+    if level != "crisis" and (len(signs) >= 2 or one_is_enough):
         hits.append(Hit("crisis", "plan_means", "warning_signs"))
         return "crisis", signs
     if level == "none":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,6 +127,10 @@ class Cue:
     pattern: Scanner
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
+    unless: Scanner | None = None  # signs only: not found where the message also matches this
+
+    def finds(self, text: str) -> bool:
+        return bool(self.pattern.search(text)) and not (self.unless and self.unless.search(text))
 
 
 @dataclass(frozen=True)
@@ -339,6 +343,16 @@ def _cue(source: _Source, item: object, index: int, seen: set[str]) -> Cue:
     )
 
 
+def _sign(source: _Source, item: object, index: int, seen: set[str]) -> Cue:
+    """A warning sign: a cue that may also name what keeps it from counting (`unless`)."""
+    where = _where("cue", item, index)
+    item = _check_fields(source, where, item, {"name", "pattern", "examples", "not"}, {"unless"})
+    unless = source.compile(f"{where}: unless", item["unless"]) if "unless" in item else None
+    return replace(
+        _cue(source, {k: v for k, v in item.items() if k != "unless"}, index, seen), unless=unless
+    )
+
+
 def _reply_rule(source: _Source, item: object, index: int, seen: set[str]) -> ReplyRule:
     where = _where("rule", item, index)
     required, optional = {"name", "pattern", "examples", "not"}, {"requires", "unless"}
@@ -446,7 +460,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     after_past = signs.data["crisis_after_past"]
     if not isinstance(after_past, list):
         raise signs.fail("crisis_after_past", "must be a list of sign names")
-    sign_cues = _items(signs, "signs", _cue)
+    sign_cues = _items(signs, "signs", _sign)
     sign_names = tuple(cue.name for cue in sign_cues)
     return Rulebook(
         crisis=_items(crisis, "rules", _rule),
