@@ -6,9 +6,12 @@ The cues here raise the rules' reading of the message; the learned stage (`care.
 the same conversation too, to escalate and to de-escalate:
 
 - the last few user turns: what the rules made of each, and their words;
-- the assistant's turn just before: whether it asked about safety, and what the answer was (a
-  yes, also 以前想过 现在偶尔也会, is a crisis; 不知道 a concern; a plain no, `DENIED`, keeps the
-  learned stage from the crisis script, as its words often echo the question: 没有 不想活 只是累);
+- the assistant's turn just before: whether it asked about a risk, by name or pointing back at
+  the user's own (现在还会有这样的想法吗), and what the answer was (a yes, also 以前想过 现在偶尔也会
+  or 说不清 可能有吧, is a crisis, and so is not yet, 还没有 但快了; 不知道 a concern; a plain no,
+  `DENIED`, keeps the learned stage from the crisis script, as its words often echo the
+  question: 没有 不想活 只是累); or whether it asked if the user is safe (你现在安全吗, 你能答应我
+  今晚不伤害自己吗), where 不太安全 / 做不到 is a crisis and a plain yes is `DENIED` too;
 - the care layer's own crisis replies earlier in the conversation: after one, a message is at
   least a concern (`context.after_crisis_reply`) until the conversation ends;
 - likewise after a user turn the rules read as a crisis, however far back (up to WATCH_TURNS
