@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -332,25 +332,27 @@ def _rule(source: _Source, item: object, index: int, seen: set[str]) -> Rule:
     )
 
 
-def _cue(source: _Source, item: object, index: int, seen: set[str]) -> Cue:
+def _cue(
+    source: _Source,
+    item: object,
+    index: int,
+    seen: set[str],
+    optional: frozenset[str] = frozenset(),
+) -> Cue:
     where = _where("cue", item, index)
-    item = _check_fields(source, where, item, {"name", "pattern", "examples", "not"}, set())
+    item = _check_fields(source, where, item, {"name", "pattern", "examples", "not"}, set(optional))
     return Cue(
         name=_name(source, where, item, seen),
         pattern=source.compile(f"{where}: pattern", item["pattern"]),
         examples=_texts(source, f"{where}: examples", item["examples"]),
         counterexamples=_texts(source, f"{where}: not", item["not"]),
+        **{key: source.compile(f"{where}: {key}", item[key]) for key in optional if key in item},
     )
 
 
 def _sign(source: _Source, item: object, index: int, seen: set[str]) -> Cue:
     """A warning sign: a cue that may also name what keeps it from counting (`unless`)."""
-    where = _where("cue", item, index)
-    item = _check_fields(source, where, item, {"name", "pattern", "examples", "not"}, {"unless"})
-    unless = source.compile(f"{where}: unless", item["unless"]) if "unless" in item else None
-    return replace(
-        _cue(source, {k: v for k, v in item.items() if k != "unless"}, index, seen), unless=unless
-    )
+    return _cue(source, item, index, seen, frozenset({"unless"}))
 
 
 def _reply_rule(source: _Source, item: object, index: int, seen: set[str]) -> ReplyRule:
