@@ -189,10 +189,28 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         # a story of a risk said to be over, ending in today's life (最近 not about the risk)
         ("以前想过自杀，现在好多了。最近有个战友问我怎么熬过来的", "concern"),
         # ... but with no word that it is over, any present cue is now (停药 is no recovery)
+        ("刚退伍那两年我有过不想活的念头，后来停药三年了。最近有个战友问我怎么熬过来的", "crisis"),
+        # ... and with one, a present cue counts only where the rest of its sentence speaks of
+        # the risk (before a word of the past: 这几天翻到以前写的日记，那时候天天想死)
         (
             "刚退伍那两年我有过不想活的念头，后来停药三年了，状态一直挺稳。最近有个战友问我怎么熬过来的",
-            "crisis",
+            "concern",
         ),
+        ("这几天翻到以前写的日记，那时候天天想死，庆幸自己走出来了", "concern"),
+        ("刚工作那两年压力大 经常拿烟头烫自己 现在不会了 就是还是天天加班", "concern"),
+        ("那段时间每天都想死，后来慢慢好起来了，最近还养了一只猫", "concern"),
+        # ... unless its clause turns against the word of recovery, or sets the time of the next
+        ("那两年天天想死，后来好多了，可是这两天又睡不着", "crisis"),
+        ("我之前自残过，很久没伤过了，直到今天下午，没控制住", "crisis"),
+        # 之前 is a period told back, with a word of recovery after the risk (not 睡着之前)
+        ("我之前有想过自杀，但是现在没有了", "concern"),
+        ("之前的检查都正常，但我总觉得活着没意思，想死", "crisis"),
+        ("每天晚上睡着之前总会冒出想死的念头", "crisis"),
+        # a word of recovery doubted, denied or taken back is none
+        ("我之前一直想死，家里人都以为很久没有这样了，其实我只是藏得好", "crisis"),
+        ("我之前想过死，现在不想了……才怪", "crisis"),
+        ("之前想过死，现在没有了？怎么可能，我只是不敢说", "crisis"),
+        ("以前想死，现在好多了，骗你的，我最近一直在看哪里的楼比较高", "crisis"),
         ("高中的时候想过跳楼，后来状态一直挺稳的，可是这几天站在阳台上又往下看了好久", "crisis"),
         # ... but over and then back, or recent, is now; and with no word that it is over, any
         # present cue is (昨晚又没忍住 speaks of the risk without its words)

@@ -89,6 +89,8 @@ REVIEW_SETS = [
     ("review_indirect_check.jsonl", 153, 80),
     ("review_indirect_more.jsonl", 154, 80),
     ("review_rules_more.jsonl", 78, 38),
+    ("review_time.jsonl", 119, 45),
+    ("review_time_check.jsonl", 120, 46),
 ]
 
 

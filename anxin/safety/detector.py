@@ -367,11 +367,43 @@ def _told_as_past(message: _Message, rule: Rule, sentence_start: int, start: int
 
 
 def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match[str] | None:
-    """三年前 / 那两年 before the match, in a message that says the risk is over and holds
-    nothing of now (又, 最近, 一直, 每天: 那会儿好起来了，可是这半年又复发了 is today)."""
-    if not message.has(_CUES["recovery"]) or message.has(_CUES["present"]):
+    """三年前 / 那两年 / 之前 before the match, in a message that says after it that the risk is
+    over (之前想过死，现在没有了; not 之前的检查都正常，但我想死) and brings nothing back: a
+    present cue after that word counts only when its clause turns against it (可是这两天又睡不着,
+    那会儿好起来了，可是这半年又复发了; not 就是最近工作很累, 最近还养了一只猫)."""
+    text = message.text
+    over = _said_over(message, start)
+    if over is None:
         return None
+    for found in message.within("present", 0, len(text)):
+        if found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group()):
+            continue  # 那两年天天想死: the past's habit
+        clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
+        if found.start() < over.start() or _CUES["contrast"].search(clause):
+            return None
     return message.last("past_period", sentence_start, start)
+
+
+def _said_over(message: _Message, after: int) -> re.Match[str] | None:
+    """The last word after `after` that the risk is over (现在好多了) which the user stands by:
+    not one doubted before it (我以为已经过去了, 大家都说) or taken back after it (现在不想了……
+    才怪, 现在没有了？怎么可能, 骗你们的)."""
+    text = message.text
+    for over in message.within("recovery", after, len(text)):
+        start, end = over.span()
+        if not (
+            message.last("recovery_doubted", max(0, start - _DOUBTED_BEFORE), start)
+            or message.last("recovery_questioned", end, end + _DENIED_AFTER)
+            or message.last("recovery_taken_back", end, len(text))
+        ):
+            return over
+    return None
+
+
+_DOUBTED_BEFORE = 6  # characters read before a word of recovery (家里人都以为很久没有这样了)
+_DENIED_AFTER = 12  # and after it (现在不想了……才怪)
+# A clause this short (its break counted) that holds a present cue sets the time of the next.
+_TIME_PHRASE = 7
 
 
 def _goes_on_now(message: _Message, start: int) -> bool:
@@ -379,19 +411,22 @@ def _goes_on_now(message: _Message, start: int) -> bool:
 
     Where the message does not say the risk is over, any present cue makes it now (以前想过割腕。
     昨晚又没忍住 speaks of the risk without its words). Where it says so (现在好多了), the risk is
-    past unless a present cue brings it back in a clause that speaks of it: a risk word in its
-    own sense, or `relapse` (复发, 又不对劲了, 又回到那种状态, 阳台); after that word, or before it
-    when the cue is recent rather than the past's habit (最近又想死了，好几年没这样了; not 那时候
-    天天想死). This reads only more as now than the earlier rule, which called any message with
+    past unless a present cue brings it back in a clause that speaks of it (a clause as short
+    as 直到今天下午 is read with the next): a risk word in its own sense, or `relapse` (复发,
+    又不对劲了, 又回到那种状态, 阳台, 没控制住); after that word, or before it when the cue is
+    recent rather than the past's habit (最近又想死了，好几年没这样了; not 那时候天天想死). This reads only more as now than the earlier rule, which called any message with
     a word of recovery past (以前想过死，现在好多了，可最近又想死了 was a concern)."""
     text = message.text
-    over = message.last("recovery", 0, len(text))
+    over = _said_over(message, 0)
     if over is None:
         return message.has(_CUES["present"])
     for found in message.within("present", 0, len(text)):
         if found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group()):
             continue
-        clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
+        begins, ends = message.clause_start(found.start()), message.clause_end(found.start())
+        if ends - begins <= _TIME_PHRASE:  # 直到今天下午，没控制住
+            ends = message.clause_end(ends)
+        clause = text[begins:ends]
         risk_words = _CUES["everyday_risk_word"].compiled.sub("", clause)  # not 忙得要死, 学跳舞
         if RISK_WORD.search(risk_words) or _CUES["relapse"].search(clause):
             return True
