@@ -211,6 +211,15 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我之前想过死，现在不想了……才怪", "crisis"),
         ("之前想过死，现在没有了？怎么可能，我只是不敢说", "crisis"),
         ("以前想死，现在好多了，骗你的，我最近一直在看哪里的楼比较高", "crisis"),
+        # what a withdrawn reading took for the past (a sentence after: ……的事了, 那是……年前; a
+        # word of recovery about something else): data/safety_posts/README.md
+        ("我想割腕。这都是我自己的事了，你别管", "crisis"),
+        ("我想死，这是三年前就有的念头了", "crisis"),
+        ("我想死。那都是两年前的事了，我以为我早就好了", "crisis"),
+        ("两年前我就想死，活下去的念头早就没了", "crisis"),
+        ("大二那年我开始想死，和他的事早翻篇了，可想死的心没变", "crisis"),
+        ("高一的时候我就想死，现在高三了还是这样，成绩倒是好多了", "crisis"),
+        ("初中想过死。最近天天想，朋友早就没了", "crisis"),
         ("高中的时候想过跳楼，后来状态一直挺稳的，可是这几天站在阳台上又往下看了好久", "crisis"),
         # ... but over and then back, or recent, is now; and with no word that it is over, any
         # present cue is (昨晚又没忍住 speaks of the risk without its words)

@@ -91,6 +91,7 @@ REVIEW_SETS = [
     ("review_rules_more.jsonl", 78, 38),
     ("review_time.jsonl", 119, 45),
     ("review_time_check.jsonl", 120, 46),
+    ("review_time_more.jsonl", 119, 45),
 ]
 
 
