@@ -211,6 +211,7 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
         ("我之前想过死，现在不想了……才怪", "crisis"),
         ("之前想过死，现在没有了？怎么可能，我只是不敢说", "crisis"),
         ("以前想死，现在好多了，骗你的，我最近一直在看哪里的楼比较高", "crisis"),
+        ("以前想过死，现在好多了，其实还挺开心的", "concern"),
         # what a withdrawn reading took for the past (a sentence after: ……的事了, 那是……年前; a
         # word of recovery about something else): data/safety_posts/README.md
         ("我想割腕。这都是我自己的事了，你别管", "crisis"),

@@ -414,8 +414,9 @@ def _goes_on_now(message: _Message, start: int) -> bool:
     past unless a present cue brings it back in a clause that speaks of it (a clause as short
     as 直到今天下午 is read with the next): a risk word in its own sense, or `relapse` (复发,
     又不对劲了, 又回到那种状态, 阳台, 没控制住); after that word, or before it when the cue is
-    recent rather than the past's habit (最近又想死了，好几年没这样了; not 那时候天天想死). This reads only more as now than the earlier rule, which called any message with
-    a word of recovery past (以前想过死，现在好多了，可最近又想死了 was a concern)."""
+    recent rather than the past's habit (最近又想死了，好几年没这样了; not 那时候天天想死).
+    This reads only more as now than the earlier rule, which called any message with a word of
+    recovery past (以前想过死，现在好多了，可最近又想死了 was a concern)."""
     text = message.text
     over = _said_over(message, 0)
     if over is None:
