@@ -371,17 +371,17 @@ def _period_over(message: _Message, sentence_start: int, start: int) -> re.Match
     over (之前想过死，现在没有了; not 之前的检查都正常，但我想死) and brings nothing back: a
     present cue after that word counts only when its clause turns against it (可是这两天又睡不着,
     那会儿好起来了，可是这半年又复发了; not 就是最近工作很累, 最近还养了一只猫)."""
-    text = message.text
-    over = _said_over(message, start)
+    period = message.last("past_period", sentence_start, start)
+    over = _said_over(message, start) if period else None
     if over is None:
         return None
-    for found in message.within("present", 0, len(text)):
-        if found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group()):
-            continue  # 那两年天天想死: the past's habit
-        clause = text[message.clause_start(found.start()) : message.clause_end(found.start())]
+    for found in _present_cues(message, over):
+        clause = message.text[
+            message.clause_start(found.start()) : message.clause_end(found.start())
+        ]
         if found.start() < over.start() or _CUES["contrast"].search(clause):
             return None
-    return message.last("past_period", sentence_start, start)
+    return period
 
 
 def _said_over(message: _Message, after: int) -> re.Match[str] | None:
@@ -398,6 +398,14 @@ def _said_over(message: _Message, after: int) -> re.Match[str] | None:
         ):
             return over
     return None
+
+
+def _present_cues(message: _Message, over: re.Match[str]) -> Iterator[re.Match[str]]:
+    """The message's present cues, less the past's habit told before the word of recovery
+    `over` (那两年天天想死，现在好了)."""
+    for found in message.within("present", 0, len(message.text)):
+        if not (found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group())):
+            yield found
 
 
 _DOUBTED_BEFORE = 6  # characters read before a word of recovery (家里人都以为很久没有这样了)
@@ -421,9 +429,7 @@ def _goes_on_now(message: _Message, start: int) -> bool:
     over = _said_over(message, 0)
     if over is None:
         return message.has(_CUES["present"])
-    for found in message.within("present", 0, len(text)):
-        if found.start() < over.end() and _CUES["habit"].compiled.fullmatch(found.group()):
-            continue
+    for found in _present_cues(message, over):
         begins, ends = message.clause_start(found.start()), message.clause_end(found.start())
         if ends - begins <= _TIME_PHRASE:  # 直到今天下午，没控制住
             ends = message.clause_end(ends)
@@ -526,11 +532,7 @@ def _read_cached(text: str) -> tuple[str, tuple[str, ...], str, tuple[str, ...]]
 # --- warning signs that add up: one alone is concern, together they are a plan (signs.yaml) -----
 def _with_warning_signs(message: _Message, level: str, hits: list[Hit]) -> tuple[str, list[str]]:
     """The level the signs give, and their names; `hits` gains the one that set the level."""
-    signs = [
-        sign.name
-        for sign in _BOOK.signs
-        if message.has(sign.pattern) and not (sign.unless and message.has(sign.unless))
-    ]
+    signs = [sign.name for sign in _BOOK.signs if sign.finds(message.text)]
     if not signs:
         return level, signs
     one_is_enough = any(
