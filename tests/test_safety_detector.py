@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from anxin.safety import Assessment, CrisisDetector, detect_language, normalize
+from anxin.safety.care import decide
 from anxin.safety.commands import read_examples
 from anxin.safety.detector import read_rules
 from anxin.safety.text import matching_text, matching_text_and_word_gaps
@@ -643,6 +644,30 @@ def test_a_space_between_chinese_words_is_a_clause_break_for_the_rules_judgement
     # the learned stage and the context cues read the gap as the comma it stands for
     assert matching_text("不想上学 想死") == "不想上学,想死"
     assert matching_text("我 想 死") == "我想死"
+
+
+@pytest.mark.parametrize(
+    "text,level",
+    [
+        ("求助者：最近总想着从楼上跳下去。", "crisis"),  # read as 求助者 reported, before
+        ("来访者: 我真的不想活了", "crisis"),
+        ("咨询师：你最近睡得怎么样？\n来访者：睡不着，总想着一了百了", "crisis"),
+        ("Client: I keep thinking about jumping off the roof.", "crisis"),
+        # a tag in mid-sentence is reported speech, and a counsellor's client someone else
+        ("来访者说：最近总想着从楼上跳下去", "none"),
+        ("来访者自述有自杀念头，我该怎么跟督导说", "none"),
+    ],
+)
+def test_a_speakers_tag_opening_a_line_leaves_their_own_words(text, level):
+    """A transcript or case record line (来访者：…) is that speaker's words in the first person."""
+    assert decide(text).level == level
+
+
+def test_a_speakers_tag_is_emptied_only_where_a_line_or_sentence_opens():
+    assert matching_text("来访者：我不想活了") == "我不想活了"
+    assert matching_text("好累。\n求助者1：嗯") == "好累。\n嗯"
+    assert matching_text("来访者说：我不想活了") == "来访者说:我不想活了"
+    assert matching_text("用户体验很差") == "用户体验很差"
 
 
 def test_an_emoji_is_read_as_a_space_and_a_laughing_one_as_laughter():

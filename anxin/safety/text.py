@@ -10,7 +10,7 @@ import itertools
 import re
 import unicodedata
 
-from anxin.safety.rules import rulebook
+from anxin.safety.rules import expand, rulebook
 
 # Curly quotes to straight ones, and traditional characters to simplified ones (so 想自殺
 # reads like 想自杀), in one table: one pass over the text.
@@ -56,6 +56,11 @@ def _emoji_class() -> str:
 _EMOJI = re.compile(_emoji_class())
 LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
 _TITLE = re.compile(r"《[^》]{0,40}》")
+# 来访者: / 求助者1: / client: at the start of a line or a sentence, after normalising (NFKC
+# makes a full-width colon ':'); a tag in mid-sentence (来访者说：…) is reported speech.
+_SPEAKER_TAG = re.compile(
+    r"(?:^|(?<=[\n。!?…]))[ \"']*" + expand("{speaker_tags}") + r"[a-z0-9]{0,2} ?:[ ]?"
+)
 # A sentence ends at 。！？!?…, a newline, or a full stop before a space, with any closing quote.
 SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[”’」』）)\"']*")
 
@@ -113,7 +118,9 @@ def matching_text_and_word_gaps(text: str) -> tuple[str, list[int]]:
 
 
 def _titles_emptied(text: str) -> str:
-    return _TITLE.sub("《》", _with_word_gaps(text))  # 《自杀小队》 names a work, not a wish
+    """`_with_word_gaps`, with 《title》 emptied (《自杀小队》 names a work, not a wish) and a
+    speaker's tag that opens a sentence gone (来访者：我不想活了 is the client's own words)."""
+    return _SPEAKER_TAG.sub("", _TITLE.sub("《》", _with_word_gaps(text)))
 
 
 def detect_language(text: str) -> str:
