@@ -93,6 +93,7 @@ REVIEW_SETS = [
     ("review_time_check.jsonl", 120, 46),
     ("review_time_more.jsonl", 119, 45),
     ("review_tags.jsonl", 119, 60),
+    ("review_attempt.jsonl", 90, 45),
 ]
 
 
