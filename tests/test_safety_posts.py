@@ -94,6 +94,7 @@ REVIEW_SETS = [
     ("review_time_more.jsonl", 119, 45),
     ("review_tags.jsonl", 119, 60),
     ("review_attempt.jsonl", 90, 45),
+    ("review_cantonese.jsonl", 118, 59),
 ]
 
 

@@ -181,11 +181,27 @@ def test_a_traditional_table_that_chains_or_holds_nothing_is_refused(rules_copy)
         load_rulebook(rules_copy)
 
 
+def test_a_bad_cantonese_line_names_its_line(rules_copy):
+    path = rules_copy / "cantonese.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comments = sum(line.startswith("#") for line in lines[:20])
+    path.write_text("\n".join([*lines[:comments], "唔 不", *lines[comments:]]), encoding="utf-8")
+    with pytest.raises(RulesError, match=rf"^cantonese\.tsv:{comments + 1}: must be two"):
+        load_rulebook(rules_copy)
+    path.write_text("\n".join([*lines, "佢\t她"]), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: 佢 is already mapped to 他"):
+        load_rulebook(rules_copy)
+    path.write_text("# only a comment\n", encoding="utf-8")
+    with pytest.raises(RulesError, match=r"^cantonese\.tsv: holds no pairs"):
+        load_rulebook(rules_copy)
+
+
 def test_no_pattern_holds_a_character_that_normalising_rewrites():
-    """normalize() simplifies every traditional character first, 著 and 乾 among them, so a
-    pattern written with one would never match."""
+    """normalize() simplifies every traditional character first, 著 and 乾 among them, and
+    reads a written Cantonese character (唔, 佢) as its Mandarin word, so a pattern written with
+    one would never match."""
     book = rulebook()
-    rewritten = set(book.traditional)
+    rewritten = set(book.traditional) | {word for word in book.cantonese if len(word) == 1}
 
     def sources(item):
         for name in ("pattern", "requires", "escalate_if", "unless"):
@@ -321,6 +337,32 @@ def test_traditional_characters_read_as_simplified():
     detector = CrisisDetector()
     for traditional, simplified in pairs:
         assert detector.assess(traditional).to_dict() == detector.assess(simplified).to_dict()
+
+
+def test_written_cantonese_reads_as_mandarin():
+    """The rules and the learned stage know Mandarin: 唔想活 is 不想活, 佢話 is someone else's
+    words, 攰到死 a degree, and 劏房 (a subdivided flat) no killing."""
+    from anxin.safety import CrisisDetector, normalize
+
+    assert normalize("我真係唔想再生存落去") == "我真是不想再生存下去"
+    assert normalize("住喺劏房，唔好意思") == "住在分间房,不好意思"
+    assert normalize("关系好差，我联系唔到佢") == "关系好差,我联系不到他"
+    detector = CrisisDetector()
+    pairs = [
+        ("我唔想活", "我不想活"),
+        ("佢話想死", "他话想死"),
+        ("我唔係想死，只係好攰", "我不是想死，只是好累"),
+        ("琴日又鎅咗手", "昨天又割了手"),
+    ]
+
+    def read(text):  # the learned stage's P may differ in the last digit: the raw text differs
+        found = detector.assess(text)
+        return found.level, [reason for reason in found.reasons if "learned" not in reason]
+
+    for cantonese, mandarin in pairs:
+        assert read(cantonese) == read(mandarin)
+    assert detector.assess("我唔想活").level == "crisis"
+    assert detector.assess("佢話想死").level == "concern"
 
 
 def test_a_200_kb_message_is_assessed_and_checked():

@@ -19,6 +19,10 @@ _SPELLING = {**_QUOTES, **rulebook().traditional}
 # Replaced where found, not by str.translate: translate looks up every character (3 ms for
 # 20 KB), the search skips the text at C speed, and most messages hold none of these.
 _RESPELL = re.compile("[" + "".join(map(re.escape, _SPELLING)) + "]")
+# Written Cantonese words to their Mandarin sense (rules/cantonese.tsv), after the traditional
+# table, so the rules and the learned stage read 我唔想活 as 我不想活: longest word first.
+_MANDARIN = rulebook().cantonese
+_CANTONESE = re.compile("|".join(map(re.escape, sorted(_MANDARIN, key=len, reverse=True))))
 # Zero-width characters go, and so does the private-use WORD_GAP where a message holds it.
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff\ue000]")
 # Where a space (or an emoji, read as one) stood between two Chinese words (不想上学 想死;
@@ -76,6 +80,7 @@ def normalize(text: str) -> str:
 
 def _with_word_gaps(text: str) -> str:
     text = _RESPELL.sub(_respelled, unicodedata.normalize("NFKC", text))
+    text = _CANTONESE.sub(_in_mandarin, text)
     text = _EMOJI.sub(" ", _ZERO_WIDTH.sub("", text.lower()))
     text = _CJK_GAP.sub(_line_break_or_word_gap, text)
     # 我真的want to die: \b needs a break between Chinese and Latin letters
@@ -99,6 +104,10 @@ def _line_break_or_space(gap: re.Match[str]) -> str:
 
 def _respelled(found: re.Match[str]) -> str:
     return _SPELLING[found.group()]
+
+
+def _in_mandarin(found: re.Match[str]) -> str:
+    return _MANDARIN[found.group()]
 
 
 def matching_text(text: str) -> str:

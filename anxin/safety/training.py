@@ -81,6 +81,7 @@ READING_RULES = (
     "classifier.yaml",
     "lexicon.yaml",
     "traditional.tsv",
+    "cantonese.tsv",
 )
 FOLDS = 5
 CANDIDATE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 1.01)  # 1.01: the rules alone

@@ -3,6 +3,7 @@
     lexicon.yaml     word lists and regex pieces shared by the detector, the reply guard, the
                      data rubric and the classifier
     traditional.tsv  traditional → simplified characters (OpenCC's table), applied first
+    cantonese.tsv    written Cantonese words → Mandarin, applied next
     crisis.yaml      detector rules whose match is a crisis (or a concern a cue escalates)
     concern.yaml     detector rules whose match is a concern
     signs.yaml       warning signs that add up to a plan
@@ -173,6 +174,7 @@ class Rulebook:
     lexicon: Lexicon  # the shared entries only: a file's own are not seen outside it
     word_classes: dict[str, str]  # the classifier's coarse classes, as expanded patterns
     traditional: dict[str, str]  # traditional character -> simplified
+    cantonese: dict[str, str]  # a written Cantonese word -> its Mandarin sense (simplified)
 
     def all_cues(self) -> dict[str, Cue]:
         """Every cue, by "<file>.<name>" (signs, judgement, context, classifier)."""
@@ -435,6 +437,29 @@ def _traditional(path: Path) -> dict[str, str]:
     return table
 
 
+def _cantonese(path: Path) -> dict[str, str]:
+    """cantonese.tsv: `粤<TAB>普` lines of words, # comments; a bad line is named."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RulesError(f"{path.name}: cannot read ({error})") from None
+    table: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        pair = line.split("\t")
+        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+            raise RulesError(f"{path.name}:{number}: must be two different words, a tab between")
+        if pair[0] in table:
+            raise RulesError(
+                f"{path.name}:{number}: {pair[0]} is already mapped to {table[pair[0]]}"
+            )
+        table[pair[0]] = pair[1]
+    if not table:
+        raise RulesError(f"{path.name}: holds no pairs")
+    return table
+
+
 def load_rulebook(folder: Path = FOLDER) -> Rulebook:
     """Read, check and compile every rules file in `folder`."""
     lexicon, word_classes = _shared_lexicon(folder)
@@ -488,6 +513,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         lexicon=lexicon.lexicon,
         word_classes=word_classes,
         traditional=_traditional(folder / "traditional.tsv"),
+        cantonese=_cantonese(folder / "cantonese.tsv"),
     )
 
 
