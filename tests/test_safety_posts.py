@@ -95,6 +95,7 @@ REVIEW_SETS = [
     ("review_tags.jsonl", 119, 60),
     ("review_attempt.jsonl", 90, 45),
     ("review_cantonese.jsonl", 118, 59),
+    ("review_cantonese_check.jsonl", 120, 60),
 ]
 
 
