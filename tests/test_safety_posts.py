@@ -96,6 +96,7 @@ REVIEW_SETS = [
     ("review_attempt.jsonl", 90, 45),
     ("review_cantonese.jsonl", 118, 59),
     ("review_cantonese_check.jsonl", 120, 60),
+    ("review_cantonese_more.jsonl", 120, 60),
 ]
 
 

@@ -191,6 +191,9 @@ def test_a_bad_cantonese_line_names_its_line(rules_copy):
     path.write_text("\n".join([*lines, "佢\t她"]), encoding="utf-8")
     with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: 佢 is already mapped to 他"):
         load_rulebook(rules_copy)
+    path.write_text("\n".join([*lines, "冚家\t全家\tmark"]), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: a third field is `mark`, on one"):
+        load_rulebook(rules_copy)
     path.write_text("# only a comment\n", encoding="utf-8")
     with pytest.raises(RulesError, match=r"^cantonese\.tsv: holds no pairs"):
         load_rulebook(rules_copy)
@@ -347,6 +350,11 @@ def test_written_cantonese_reads_as_mandarin():
     assert normalize("我真係唔想再生存落去") == "我真是不想再生存下去"
     assert normalize("住喺劏房，唔好意思") == "住在分间房,不好意思"
     assert normalize("关系好差，我联系唔到佢") == "关系好差,我联系不到他"
+    # Mandarin, with no character only Cantonese writes, is never rewritten: 快点解脱 holds
+    # 点解 (why), 完成日常 holds 成日 (always), and 唔 before a comma is a hum
+    assert normalize("我希望自己快點解脫") == "我希望自己快点解脱"
+    assert normalize("慢慢完成日常任务") == "慢慢完成日常任务"
+    assert normalize("唔，我觉得还好") == "唔,我觉得还好"
     detector = CrisisDetector()
     pairs = [
         ("我唔想活", "我不想活"),

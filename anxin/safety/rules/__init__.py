@@ -175,6 +175,7 @@ class Rulebook:
     word_classes: dict[str, str]  # the classifier's coarse classes, as expanded patterns
     traditional: dict[str, str]  # traditional character -> simplified
     cantonese: dict[str, str]  # a written Cantonese word -> its Mandarin sense (simplified)
+    cantonese_marks: frozenset[str]  # characters only Cantonese writes: they mark a message
 
     def all_cues(self) -> dict[str, Cue]:
         """Every cue, by "<file>.<name>" (signs, judgement, context, classifier)."""
@@ -437,27 +438,34 @@ def _traditional(path: Path) -> dict[str, str]:
     return table
 
 
-def _cantonese(path: Path) -> dict[str, str]:
-    """cantonese.tsv: `粤<TAB>普` lines of words, # comments; a bad line is named."""
+def _cantonese(path: Path) -> tuple[dict[str, str], frozenset[str]]:
+    """cantonese.tsv: `粤<TAB>普` lines of words, # comments, and a third field `mark` on a
+    character Mandarin does not write; a bad line is named. Returns the table and the marks."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError(f"{path.name}: cannot read ({error})") from None
     table: dict[str, str] = {}
+    marks = set()
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
             continue
-        pair = line.split("\t")
-        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+        fields = line.split("\t")
+        if len(fields) not in (2, 3) or not all(fields[:2]) or fields[0] == fields[1]:
             raise RulesError(f"{path.name}:{number}: must be two different words, a tab between")
-        if pair[0] in table:
+        cantonese, mandarin = fields[:2]
+        if len(fields) == 3 and (fields[2] != "mark" or len(cantonese) != 1):
+            raise RulesError(f"{path.name}:{number}: a third field is `mark`, on one character")
+        if cantonese in table:
             raise RulesError(
-                f"{path.name}:{number}: {pair[0]} is already mapped to {table[pair[0]]}"
+                f"{path.name}:{number}: {cantonese} is already mapped to {table[cantonese]}"
             )
-        table[pair[0]] = pair[1]
-    if not table:
-        raise RulesError(f"{path.name}: holds no pairs")
-    return table
+        table[cantonese] = mandarin
+        if len(fields) == 3:
+            marks.add(cantonese)
+    if not table or not marks:
+        raise RulesError(f"{path.name}: holds no pairs, or no character marked `mark`")
+    return table, frozenset(marks)
 
 
 def load_rulebook(folder: Path = FOLDER) -> Rulebook:
@@ -489,6 +497,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         raise signs.fail("crisis_after_past", "must be a list of sign names")
     sign_cues = _items(signs, "signs", _sign)
     sign_names = tuple(cue.name for cue in sign_cues)
+    cantonese, cantonese_marks = _cantonese(folder / "cantonese.tsv")
     return Rulebook(
         crisis=_items(crisis, "rules", _rule),
         concern=_items(concern, "rules", _rule),
@@ -513,7 +522,8 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         lexicon=lexicon.lexicon,
         word_classes=word_classes,
         traditional=_traditional(folder / "traditional.tsv"),
-        cantonese=_cantonese(folder / "cantonese.tsv"),
+        cantonese=cantonese,
+        cantonese_marks=cantonese_marks,
     )
 
 
