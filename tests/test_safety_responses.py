@@ -33,7 +33,7 @@ def numbers(locale):
 def test_packaged_file_has_the_documented_structure():
     data = json.loads(PACKAGED_HOTLINES.read_text(encoding="utf-8"))
     assert data["source"].strip() and data["how_to_update"].strip()
-    assert date.fromisoformat(data["last_checked"]) == date(2026, 11, 30)
+    assert date.fromisoformat(data["last_checked"]) == date(2026, 12, 7)
     for locale, entries in data["locales"].items():
         assert entries, locale
         for entry in entries:
@@ -46,6 +46,26 @@ def test_the_issue_numbers_are_present():
     assert {"12356", "400-161-9995", "010-82951332", "120", "110"} <= numbers("zh-CN")
     assert {"988", "911"} <= numbers("en-US")
     assert "116 123" in numbers("en-GB")
+    assert {"2389 2222", "2382 0000", "2896 0000", "999"} <= numbers("zh-HK")
+    assert {"1925", "1995", "119", "110"} <= numbers("zh-TW")
+
+
+@pytest.mark.parametrize(
+    "locale,own,elsewhere",
+    [
+        ("zh-CN", "12356", {"2389 2222": "在香港拨打", "1925": "在台湾拨打"}),
+        ("zh-HK", "2389 2222", {"12356": "在中国大陆拨打", "1925": "在台湾拨打"}),
+    ],
+)
+def test_a_chinese_crisis_reply_also_names_the_other_chinese_regions_first_line(
+    locale, own, elsewhere
+):
+    """A reader in Hong Kong or Taiwan gets a number that works where they are, whichever
+    Chinese locale the server runs with; the note says where each one is for."""
+    text = crisis_response("zh", locale)
+    assert own in text
+    for number, where in elsewhere.items():
+        assert f"{number}（{where}" in text
 
 
 @pytest.mark.parametrize(

@@ -161,10 +161,12 @@ def crisis_response(
     helplines, emergency, elsewhere = _lines_for(language, locale)
     if language == "en":
         return _crisis_en(helplines, emergency, elsewhere, set(categories))
-    return _crisis_zh(helplines, emergency, set(categories))
+    return _crisis_zh(helplines, emergency, elsewhere, set(categories))
 
 
-def _crisis_zh(helplines: list[dict], emergency: list[dict], categories: set[str]) -> str:
+def _crisis_zh(
+    helplines: list[dict], emergency: list[dict], elsewhere: list[dict], categories: set[str]
+) -> str:
     safety_line = "此刻最要紧的是你的安全。"
     if "abuse_danger" in categories:
         safety_line += (
@@ -180,6 +182,8 @@ def _crisis_zh(helplines: list[dict], emergency: list[dict], categories: set[str
         "",
         "现在就可以拨打这些电话，会有人认真听你说：",
         *(f"· {e['name']}：{e['number']}（{e['hours']}）" for e in helplines),
+        # the first line of each other Chinese locale (香港, 台湾, 中国大陆), its note saying where
+        *(f"· {e['name']}：{e['number']}（{e['note']}）" for e in elsewhere),
     ]
     if emergency:
         numbers = "或 ".join(f"{e['number']}（{e['name']}）" for e in emergency)
