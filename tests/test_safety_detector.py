@@ -462,6 +462,14 @@ def test_an_answer_to_the_safety_question_is_read_as_yes_or_no(answer, level):
         assert found.level == level, found.reasons
 
 
+def test_a_cantonese_yes_answers_the_safety_question():
+    """係 (Cantonese yes) is 系 after the traditional table, which Mandarin never says alone."""
+    asked = {"role": "assistant", "content": "你有没有想过结束自己的生命？"}
+    assert decide("係", said("最近好攰") + [asked]).level == "crisis"
+    assert decide("係呀，好多次", said("最近好攰") + [asked]).level == "crisis"
+    assert decide("冇呀，只係好攰", said("最近好攰") + [asked]).level != "crisis"
+
+
 def test_an_admonition_is_no_safety_question():
     """千万别想不开，你还好吗？ admonishes; 嗯 还好 after it agrees, it does not say yes to a wish."""
     from anxin.safety.care import decide
