@@ -674,8 +674,13 @@ def test_a_speakers_tag_opening_a_line_leaves_their_own_words(text, level):
 def test_a_speakers_tag_is_emptied_only_where_a_line_or_sentence_opens():
     assert matching_text("来访者：我不想活了") == "我不想活了"
     assert matching_text("好累。\n求助者1：嗯") == "好累。\n嗯"
-    assert matching_text("来访者说：我不想活了") == "来访者说:我不想活了"
-    assert matching_text("用户体验很差") == "用户体验很差"
+    assert matching_text("来访者说：我不想活了") == "来访者说:我不想活了"  # reported speech
+    assert matching_text("我是用户：想问个问题") == "我是用户:想问个问题"  # mid-sentence
+    assert matching_text("好累…来访者：我不想活了") == "好累...我不想活了"  # … ends a sentence
+    assert matching_text("Okay. Client: I want to die") == "okay. i want to die"
+    assert matching_text("来访者A：我想死") == "我想死"
+    assert matching_text("患者12:00服药后想死") == "患者12:00服药后想死"  # a time, not a tag
+    assert matching_text("users: 10") == "users: 10"  # an English plural is no tag
 
 
 def test_an_emoji_is_read_as_a_space_and_a_laughing_one_as_laughter():

@@ -61,11 +61,11 @@ def test_a_chinese_crisis_reply_also_names_the_other_chinese_regions_first_line(
     locale, own, elsewhere
 ):
     """A reader in Hong Kong or Taiwan gets a number that works where they are, whichever
-    Chinese locale the server runs with; the note says where each one is for."""
+    Chinese locale the server runs with; the file's `regions` says where each one works."""
     text = crisis_response("zh", locale)
     assert own in text
     for number, where in elsewhere.items():
-        assert f"{number}（{where}" in text
+        assert f"{number}（{where}）" in text
 
 
 @pytest.mark.parametrize(
@@ -107,6 +107,8 @@ def test_env_override_replaces_the_numbers_everywhere(tmp_path, monkeypatch):
         ({"source": ""}, "source"),
         ({"locales": {"zh-CN": []}}, "locales.zh-CN"),
         ({"locales": {"zh-CN": [{"name": "x", "number": "12356", "hours": "24h"}]}}, "note"),
+        ({"regions": {"zh-MO": "澳门"}}, "regions.zh-MO"),
+        ({"regions": ["香港"]}, "regions"),
     ],
 )
 def test_a_broken_file_is_refused_naming_the_field(tmp_path, monkeypatch, change, field):

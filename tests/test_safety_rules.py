@@ -191,6 +191,9 @@ def test_a_bad_cantonese_line_names_its_line(rules_copy):
     path.write_text("\n".join([*lines, "佢\t她"]), encoding="utf-8")
     with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: 佢 is already mapped to 他"):
         load_rulebook(rules_copy)
+    path.write_text("\n".join([*lines, "搵到\t找到"]), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: 搵 is traditional: write 揾"):
+        load_rulebook(rules_copy)
     path.write_text("\n".join([*lines, "冚家\t全家\tmark"]), encoding="utf-8")
     with pytest.raises(RulesError, match=r"cantonese\.tsv:\d+: a third field is `mark`, on one"):
         load_rulebook(rules_copy)
@@ -355,6 +358,10 @@ def test_written_cantonese_reads_as_mandarin():
     assert normalize("我希望自己快點解脫") == "我希望自己快点解脱"
     assert normalize("慢慢完成日常任务") == "慢慢完成日常任务"
     assert normalize("唔，我觉得还好") == "唔,我觉得还好"
+    assert normalize("唔唔，好想快点解脱") == "唔唔,好想快点解脱"  # a doubled 唔 is a hum too
+    # words read left to right: a word joined across an edge is listed whole
+    assert normalize("佢係咪想死") == "他是不是想死"
+    assert normalize("我心情唔好") == "我心情不好"
     detector = CrisisDetector()
     pairs = [
         ("我唔想活", "我不想活"),

@@ -95,6 +95,12 @@ def _validate(data: object, path: str) -> None:
     for language, locale in (data.get("default_locale") or {}).items():
         if locale not in locales:
             fail(f"default_locale.{language}", f"{locale!r} is not one of the locales")
+    regions = data.get("regions", {})
+    if not isinstance(regions, dict):
+        fail("regions", "must map a locale to the place its numbers work (zh-HK: 香港)")
+    for locale, region in regions.items():
+        if locale not in locales or not isinstance(region, str) or not region.strip():
+            fail(f"regions.{locale}", "must name one of the locales and a place")
 
 
 def resolve_locale(locale: str | None = None, language: str | None = None) -> str:
@@ -131,19 +137,26 @@ def load_hotlines(locale: str | None = None) -> dict:
 
 
 def _lines_for(language: str, locale: str | None) -> tuple[list[dict], list[dict], list[dict]]:
-    """(help lines, emergency numbers, help lines of other locales in the same language)."""
+    """(help lines, emergency numbers, help lines of other locales in the same language: the
+    first of each, with `region` set where the file's `regions` names its place)."""
     data = load_hotline_file()
     resolved = resolve_locale(locale, language)
     entries = data["locales"][resolved]
     helplines = [e for e in entries if not e.get("emergency")]
     emergency = [e for e in entries if e.get("emergency")]
     prefix = resolved.split("-")[0]
+    regions = data.get("regions", {})
     elsewhere = [
-        entries_[0]
+        {**entries_[0], "region": regions.get(other)}
         for other, entries_ in data["locales"].items()
         if other != resolved and other.split("-")[0] == prefix and not entries_[0].get("emergency")
     ]
     return helplines, emergency, elsewhere
+
+
+def _where_zh(entry: dict) -> str:
+    """Where another Chinese locale's line works (在香港拨打), else its note."""
+    return f"在{entry['region']}拨打" if entry.get("region") else entry["note"]
 
 
 def _language(language: str | None) -> str:
@@ -182,8 +195,8 @@ def _crisis_zh(
         "",
         "现在就可以拨打这些电话，会有人认真听你说：",
         *(f"· {e['name']}：{e['number']}（{e['hours']}）" for e in helplines),
-        # the first line of each other Chinese locale (香港, 台湾, 中国大陆), its note saying where
-        *(f"· {e['name']}：{e['number']}（{e['note']}）" for e in elsewhere),
+        # the first line of each other Chinese locale (香港, 台湾, 中国大陆), saying where it works
+        *(f"· {e['name']}：{e['number']}（{_where_zh(e)}）" for e in elsewhere),
     ]
     if emergency:
         numbers = "或 ".join(f"{e['number']}（{e['name']}）" for e in emergency)

@@ -1,7 +1,8 @@
 """One spelling for matching, and the language of a message: the text helpers of the care layer.
 
 A leaf of `anxin.safety`: the detector, the classifier and the reply guard all read text through
-these, and this module reads only the rules' traditional → simplified table (traditional.tsv).
+these, and this module reads only the rules' traditional → simplified table (traditional.tsv),
+the Cantonese word table (cantonese.tsv) and the lexicon's speaker tags.
 """
 
 from __future__ import annotations
@@ -20,14 +21,30 @@ _SPELLING = {**_QUOTES, **rulebook().traditional}
 # 20 KB), the search skips the text at C speed, and most messages hold none of these.
 _RESPELL = re.compile("[" + "".join(map(re.escape, _SPELLING)) + "]")
 # Written Cantonese words to their Mandarin sense (rules/cantonese.tsv), after the traditional
-# table, so the rules and the learned stage read 我唔想活 as 我不想活: longest word first, and
-# only in a message that a character only Cantonese writes marks as Cantonese (next to another
-# Chinese character: 唔，我觉得 is Mandarin's hum), so Mandarin is never rewritten.
+# table, so the rules and the learned stage read 我唔想活 as 我不想活: read left to right, the
+# longest word that starts at a place first, and only in a message that a character only
+# Cantonese writes marks as Cantonese, next to another Chinese character (唔，我觉得 and 唔唔 are
+# Mandarin's hum). A Mandarin message is never rewritten; a Cantonese one's Mandarin words may be.
 _MANDARIN = rulebook().cantonese
 _CANTONESE = re.compile("|".join(map(re.escape, sorted(_MANDARIN, key=len, reverse=True))))
-_MARKS = "[" + "".join(sorted(rulebook().cantonese_marks)) + "]"
-# the class first, so the engine skips Mandarin at C speed (9x faster than a lookbehind first)
-_CANTONESE_MARK = re.compile(rf"{_MARKS}(?:(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff].))")
+
+
+# A marked character next to another Chinese character. The class comes first, so the engine
+# skips Mandarin at C speed (9x faster than with a lookbehind first).
+_MARKS = "".join(map(re.escape, sorted(rulebook().cantonese_marks)))
+_CANTONESE_MARK = re.compile(rf"[{_MARKS}](?:(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff].))")
+
+
+def _is_cantonese(text: str) -> bool:
+    """Whether a marked character stands next to another Chinese character, 唔 not doubled."""
+    for found in _CANTONESE_MARK.finditer(text):
+        start, end = found.span()
+        neighbours = (text[max(0, start - 1) : start], text[end : end + 1])
+        if found.group() != "唔" or "唔" not in neighbours:
+            return True
+    return False
+
+
 # Zero-width characters go, and so does the private-use WORD_GAP where a message holds it.
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff\ue000]")
 # Where a space (or an emoji, read as one) stood between two Chinese words (不想上学 想死;
@@ -65,10 +82,13 @@ def _emoji_class() -> str:
 _EMOJI = re.compile(_emoji_class())
 LATIN_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
 _TITLE = re.compile(r"《[^》]{0,40}》")
-# 来访者: / 求助者1: / client: at the start of a line or a sentence, after normalising (NFKC
-# makes a full-width colon ':'); a tag in mid-sentence (来访者说：…) is reported speech.
+# 来访者: / 求助者1: / 来访者a: / client: at the start of the text or after a sentence's end
+# (as SENTENCE_END reads it once normalised: NFKC makes ： ':' and … '...'), kept in `before`;
+# a tag in mid-sentence (来访者说：…) is reported speech. Not users: or 患者12:00 (a time).
 _SPEAKER_TAG = re.compile(
-    r"(?:^|(?<=[\n。!?…]))[ \"']*" + expand("{speaker_tags}") + r"[a-z0-9]{0,2} ?:[ ]?"
+    r"(?P<before>^|[\n。!?.][」』)\"']* ?)[\"']*"
+    + expand("{speaker_tags}")
+    + r"(?:(?<=[\u4e00-\u9fff]) ?[a-z])?\d? ?:(?!\d) ?"
 )
 # A sentence ends at 。！？!?…, a newline, or a full stop before a space, with any closing quote.
 SENTENCE_END = re.compile(r"[。！？!?\n…]+[”’」』）)\"']*|\.(?=\s)[”’」』）)\"']*")
@@ -79,13 +99,13 @@ def normalize(text: str) -> str:
     (an emoji, but a laughing one, counts as a space). A line break stays one (a run of spaces
     holding one becomes it): it ends a sentence, as it does for the learned stage
     (`split_sentences`), so 以前自杀过 / 现在好多了 / 今天去爬山了 typed on three lines is three
-    sentences, not one."""
+    sentences, not one. Written Cantonese reads as Mandarin (rules/cantonese.tsv)."""
     return _with_word_gaps(text).replace(WORD_GAP, "")
 
 
 def _with_word_gaps(text: str) -> str:
     text = _RESPELL.sub(_respelled, unicodedata.normalize("NFKC", text))
-    if _CANTONESE_MARK.search(text):
+    if _is_cantonese(text):
         text = _CANTONESE.sub(_in_mandarin, text)
     text = _EMOJI.sub(" ", _ZERO_WIDTH.sub("", text.lower()))
     text = _CJK_GAP.sub(_line_break_or_word_gap, text)
@@ -117,25 +137,27 @@ def _in_mandarin(found: re.Match[str]) -> str:
 
 
 def matching_text(text: str) -> str:
-    """What the learned stage and the context cues read: `normalize`, 《title》 emptied, and a
-    space between two Chinese words as the comma it stands for (the rules read across it:
-    `matching_text_and_word_gaps`)."""
-    return _titles_emptied(text).replace(WORD_GAP, ",")
+    """What the learned stage and the context cues read: `normalize` with 《title》 and a
+    speaker's tag emptied (`_titles_and_tags_emptied`), and a space between two Chinese words
+    as the comma it stands for (the rules read across it: `matching_text_and_word_gaps`)."""
+    return _titles_and_tags_emptied(text).replace(WORD_GAP, ",")
 
 
 def matching_text_and_word_gaps(text: str) -> tuple[str, list[int]]:
-    """What the rules read: `normalize` with 《title》 emptied (a space between two Chinese words
-    gone, so a space for emphasis does not cut a phrase), and the places where such a space
-    stood, for their judgements (不想上学 | 想死: two clauses, not 不想上学想死 as one)."""
-    pieces = _titles_emptied(text).split(WORD_GAP)
+    """What the rules read: `normalize` with 《title》 and a speaker's tag emptied (a space
+    between two Chinese words gone, so a space for emphasis does not cut a phrase), and the
+    places where such a space stood, for their judgements (不想上学 | 想死: two clauses, not
+    不想上学想死 as one)."""
+    pieces = _titles_and_tags_emptied(text).split(WORD_GAP)
     places = list(itertools.accumulate(len(piece) for piece in pieces[:-1]))
     return "".join(pieces), places
 
 
-def _titles_emptied(text: str) -> str:
+def _titles_and_tags_emptied(text: str) -> str:
     """`_with_word_gaps`, with 《title》 emptied (《自杀小队》 names a work, not a wish) and a
-    speaker's tag that opens a sentence gone (来访者：我不想活了 is the client's own words)."""
-    return _SPEAKER_TAG.sub("", _TITLE.sub("《》", _with_word_gaps(text)))
+    speaker's tag that opens a sentence gone (来访者：我不想活了 is the client's own words).
+    `normalize` keeps both: the reply guard and the context cues read it."""
+    return _SPEAKER_TAG.sub(r"\g<before>", _TITLE.sub("《》", _with_word_gaps(text)))
 
 
 def detect_language(text: str) -> str:

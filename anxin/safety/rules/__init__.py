@@ -438,9 +438,11 @@ def _traditional(path: Path) -> dict[str, str]:
     return table
 
 
-def _cantonese(path: Path) -> tuple[dict[str, str], frozenset[str]]:
+def _cantonese(path: Path, traditional: dict[str, str]) -> tuple[dict[str, str], frozenset[str]]:
     """cantonese.tsv: `粤<TAB>普` lines of words, # comments, and a third field `mark` on a
-    character Mandarin does not write; a bad line is named. Returns the table and the marks."""
+    character Mandarin does not write; a bad line is named. The table reads text the traditional
+    one has already simplified, so a word holding a traditional character would never be found.
+    Returns the table and the marks."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -454,6 +456,11 @@ def _cantonese(path: Path) -> tuple[dict[str, str], frozenset[str]]:
         if len(fields) not in (2, 3) or not all(fields[:2]) or fields[0] == fields[1]:
             raise RulesError(f"{path.name}:{number}: must be two different words, a tab between")
         cantonese, mandarin = fields[:2]
+        if unsimplified := [ch for ch in cantonese + mandarin if ch in traditional]:
+            raise RulesError(
+                f"{path.name}:{number}: {unsimplified[0]} is traditional: write "
+                f"{traditional[unsimplified[0]]}, as normalising leaves it"
+            )
         if len(fields) == 3 and (fields[2] != "mark" or len(cantonese) != 1):
             raise RulesError(f"{path.name}:{number}: a third field is `mark`, on one character")
         if cantonese in table:
@@ -497,7 +504,8 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         raise signs.fail("crisis_after_past", "must be a list of sign names")
     sign_cues = _items(signs, "signs", _sign)
     sign_names = tuple(cue.name for cue in sign_cues)
-    cantonese, cantonese_marks = _cantonese(folder / "cantonese.tsv")
+    traditional = _traditional(folder / "traditional.tsv")
+    cantonese, cantonese_marks = _cantonese(folder / "cantonese.tsv", traditional)
     return Rulebook(
         crisis=_items(crisis, "rules", _rule),
         concern=_items(concern, "rules", _rule),
@@ -521,7 +529,7 @@ def load_rulebook(folder: Path = FOLDER) -> Rulebook:
         reply=_items(reply, "rules", _reply_rule),
         lexicon=lexicon.lexicon,
         word_classes=word_classes,
-        traditional=_traditional(folder / "traditional.tsv"),
+        traditional=traditional,
         cantonese=cantonese,
         cantonese_marks=cantonese_marks,
     )
