@@ -97,6 +97,8 @@ REVIEW_SETS = [
     ("review_cantonese.jsonl", 118, 59),
     ("review_cantonese_check.jsonl", 120, 60),
     ("review_cantonese_more.jsonl", 120, 60),
+    ("review_taiwan.jsonl", 118, 60),
+    ("review_overdose.jsonl", 60, 30),
 ]
 
 
