@@ -99,6 +99,7 @@ REVIEW_SETS = [
     ("review_cantonese_more.jsonl", 120, 60),
     ("review_taiwan.jsonl", 118, 60),
     ("review_overdose.jsonl", 60, 30),
+    ("review_hoarding.jsonl", 59, 24),
 ]
 
 
