@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -406,18 +407,23 @@ def _shared_lexicon(folder: Path) -> tuple[_Source, dict[str, str]]:
     return source, classes
 
 
-def _traditional(path: Path) -> dict[str, str]:
-    """traditional.tsv: `繁<TAB>简` lines, # comments; a bad line is named. A simplified form
-    may not be a traditional one too (薴 → 苧 → 苎 would read 薴 differently once and twice)."""
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """A table file's rows as (line number, tab-separated fields), blank lines and # comments
+    left out; a file that cannot be read is named."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError(f"{path.name}: cannot read ({error})") from None
-    table, lines_of = {}, {}
     for number, line in enumerate(lines, 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        pair = line.split("\t")
+        if line.strip() and not line.startswith("#"):
+            yield number, line.split("\t")
+
+
+def _traditional(path: Path) -> dict[str, str]:
+    """traditional.tsv: `繁<TAB>简` lines, # comments; a bad line is named. A simplified form
+    may not be a traditional one too (薴 → 苧 → 苎 would read 薴 differently once and twice)."""
+    table, lines_of = {}, {}
+    for number, pair in _tsv_rows(path):
         if len(pair) != 2 or any(len(form) != 1 for form in pair) or pair[0] == pair[1]:
             raise RulesError(
                 f"{path.name}:{number}: must be two different characters, a tab between"
@@ -443,16 +449,9 @@ def _cantonese(path: Path, traditional: dict[str, str]) -> tuple[dict[str, str],
     character Mandarin does not write; a bad line is named. The table reads text the traditional
     one has already simplified, so a word holding a traditional character would never be found.
     Returns the table and the marks."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise RulesError(f"{path.name}: cannot read ({error})") from None
     table: dict[str, str] = {}
     marks = set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
+    for number, fields in _tsv_rows(path):
         if len(fields) not in (2, 3) or not all(fields[:2]) or fields[0] == fields[1]:
             raise RulesError(f"{path.name}:{number}: must be two different words, a tab between")
         cantonese, mandarin = fields[:2]
