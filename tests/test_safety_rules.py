@@ -500,3 +500,37 @@ def test_fuzzed_messages_never_crash_and_cost_under_100_ms():
             slowest[name] = max(slowest[name], (spent, len(text)))
             assert spent < BUDGET_S, (name, len(text), spent)
     print(f"slowest calls (s, characters): {slowest}")
+
+
+# One phrase repeated to 20 KB puts thousands of matches in one message: the cost is then per
+# match, not per character. A word gap looked for among all the message's gaps at each match
+# (我没有想死 with spaces: 2 s), 5,000 lowered matches judged one by one (他想死，: 150 ms) and
+# 10,000 one-character sentences checked unkept (死。: 160 ms) each broke the budget.
+@pytest.mark.parametrize(
+    "phrase", ["我没有想死", "他想死", "佢話想死", "累死了", "以前割腕", "30片", "死"]
+)
+@pytest.mark.parametrize("between", ["", " ", "。", "\n"])
+def test_one_phrase_repeated_to_20_kb_costs_under_100_ms(phrase, between):
+    from anxin.safety import CrisisDetector
+
+    text = ((phrase + between) * 20_000)[:20_000]
+    detector = CrisisDetector()
+    detector.assess("你好")  # the learned stage loaded before the clock starts
+    for name, call in (("assess", detector.assess), ("check_reply", check_reply)):
+        gc.disable()
+        try:
+            started = time.process_time()
+            call(text)
+            spent = time.process_time() - started
+        finally:
+            gc.enable()
+        assert spent < BUDGET_S, (name, spent)
+
+
+def test_a_phrase_lowered_hundreds_of_times_is_not_read_as_calm():
+    from anxin.safety.detector import _JUDGED_AT_MOST, read_rules
+
+    # each 他想死 is someone else's wish (a concern); past the judging limit the rule stands
+    assert read_rules("他想死，" * 5).level == "concern"
+    assert read_rules("他想死，" * _JUDGED_AT_MOST).level == "concern"
+    assert read_rules("他想死，" * (_JUDGED_AT_MOST + 1)).level == "crisis"
