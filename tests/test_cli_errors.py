@@ -114,3 +114,29 @@ def test_unknown_verbs_and_flags_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as usage:
         cli.main(["data", "check", "--no-such-flag"])
     assert usage.value.code == 2
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_verb_quietly():
+    """`anxin safety eval FILE | head`: once head has its lines and goes, the verb stops with
+    SIGPIPE's status and no traceback (a verb printing 6 MB, more than a pipe holds)."""
+    import subprocess
+    import sys
+
+    verb = (
+        "import sys, types\n"
+        "from anxin import cli\n"
+        "module = types.ModuleType('talkative')\n"
+        "module.add_arguments = lambda parser: None\n"
+        "module.main = lambda args: [print('x' * 60) for _ in range(100_000)] and 0\n"
+        "sys.modules['talkative'] = module\n"
+        "cli.COMMANDS['talkative'] = ('talkative', 'prints a lot')\n"
+        "sys.exit(cli.main(['talkative']))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", verb], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout.readline() == b"x" * 60 + b"\n"
+    process.stdout.close()  # what head does after its lines
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
