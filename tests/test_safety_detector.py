@@ -26,6 +26,8 @@ CRISIS = {
         "我真的不想活了",
         "活着没意思，每天都是煎熬",
         "好想死啊😭",
+        "我再也不想醒来了",  # 再也不 makes the match's own 不想 stronger; it negates nothing
+        "累得想死，不是开玩笑的那种",  # said to be meant: no hyperbole
         "撑不住了，想一了百了",
         "有时候会想，我要是消失了，大家是不是会更好，真想永远离开这个世界",
         "想自殺",
@@ -604,6 +606,41 @@ def test_a_risk_named_and_then_denied_is_negated_in_any_message(text, level):
     ],
 )
 def test_a_negation_reaches_across_a_typed_gap_only_to_what_starts_right_after_it(text, level):
+    assert read_rules(text).level == level
+
+
+@pytest.mark.parametrize(
+    "text,level",
+    [
+        ("再也不想活了", "crisis"),  # 再也不 / 并不 / 从没 hold the match's own 不 or 没
+        ("我并不想活", "crisis"),
+        ("从没有人关心我", "concern"),  # no one ever cared: not a denial that someone does not
+        ("我再也不想死了", "none"),  # 再也不 before 想死 still negates it
+        ("我没有不想活", "none"),  # a negation before the match's own 不 still does
+    ],
+)
+def test_a_stronger_form_of_the_matchs_own_negation_negates_nothing(text, level):
+    assert read_rules(text).level == level
+
+
+@pytest.mark.parametrize(
+    "text,level",
+    [
+        # social-media posts (data/safety_posts/review_social*.jsonl)
+        ("为什么想活的人得了癌症，我这种想死的人却健健康康的", "crisis"),  # people like me
+        ("网上那些想死的人都是矫情", "none"),  # people spoken of: strangers, reported
+        ("姐妹们，安眠药一次吃多少会睡过去不醒", "crisis"),  # whom the post asks is not at risk
+        ("有没有姐妹知道安眠药吃多少会死", "crisis"),
+        ("我姐妹说她不想活了", "concern"),  # a friend spoken of is still someone else
+        ("这个视频我笑不活了", "none"),  # slang for laughing hard
+        ("那个男的又跟着我了，好怕", "crisis"),
+        ("我妈天天跟着我，好烦", "none"),
+        ("老伴走了以后，每天就盼着早点去见她", "crisis"),
+        ("他一不顺心就动手。上个月将我推下楼梯", "crisis"),  # 。 ends a clause as , does
+        ("求生欲已经没有了。", "crisis"),
+    ],
+)
+def test_posts_read_as_social_media_writes_them(text, level):
     assert read_rules(text).level == level
 
 

@@ -100,6 +100,9 @@ REVIEW_SETS = [
     ("review_taiwan.jsonl", 118, 60),
     ("review_overdose.jsonl", 60, 30),
     ("review_hoarding.jsonl", 59, 24),
+    ("review_social.jsonl", 117, 57),
+    ("review_de.jsonl", 66, 32),
+    ("review_social_check.jsonl", 118, 60),
 ]
 
 

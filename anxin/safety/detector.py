@@ -249,7 +249,10 @@ class _Message:
 def _negated(message: _Message, clause_start: int, match_start: int) -> bool:
     # 不想去死: a negation may hold the match's first character (the match begins at 想)
     cue = message.last("negation", clause_start, match_start + 1)
-    if cue is not None and cue.start() >= match_start:  # the match's own 不想 (不想活)
+    if cue is not None and (
+        cue.start() >= match_start  # the match's own 不想 (不想活)
+        or message.text[match_start] in "不没"  # its own 不, made stronger: 再也不想醒来, 并不想活
+    ):
         cue = message.last("negation", clause_start, match_start)
     if cue is None:
         return False
@@ -313,6 +316,8 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
             # the user said it)
             sentence_start = message.sentence_start(quoted_from)
     if _CUES["relative_clause"].match(text[end : end + _AFTER]):
+        if _CUES["kind_of_me"].search(text, max(match_clause, start - 8), start):
+            return "self"  # 我这种想死的人: people like me, and I am one
         return "stranger" if not _CUES["person"].search(text[end : end + 8]) else "close"
     if (
         quoted_from is None  # a quotation's speaker is named in its clause, or is the user
@@ -342,8 +347,19 @@ def _may_act(message: _Message, person: re.Match[str], match_clause: int) -> boo
     clause of the match (她跟我说不想活了; not 老公对我吼，不想活了, where the wish is mine)."""
     if person.group("self"):
         return not (person.start() >= match_clause and _told_me(message, person))
+    if _addressed(message, person):
+        return False
     before = max(0, person.start() - 3)
     return not _CUES["object_marker"].search(message.text, before, person.start())
+
+
+def _addressed(message: _Message, person: re.Match[str]) -> bool:
+    """姐妹们，安眠药一次吃多少…; 有没有姐妹知道…: whom a post asks, not whom it is about."""
+    start, text = person.start(), message.text
+    if _CUES["addressed_before"].search(text, max(0, start - 4), start):
+        return True
+    opens_clause = start == message.clause_start(start)
+    return opens_clause and bool(_CUES["vocative"].match(text[start : start + 6]))
 
 
 def _quoted_speech(message: _Message, start: int) -> int | None:
@@ -474,7 +490,8 @@ def _judge(rule: Rule, message: _Message, match: re.Match[str]) -> Hit:
         _negated(message, clause_start, start) or _denied_after(message, end)
     ):
         return Hit("none", rule.category, f"{name}:negated")
-    if "hyperbole" in lowered_by and (degree := _degree_complement(text, clause_start, start)):
+    hyperbole = "hyperbole" in lowered_by and not message.has(_CUES["in_earnest"])
+    if hyperbole and (degree := _degree_complement(text, clause_start, start)):
         return Hit(degree, "hopelessness", f"{name}:hyperbole")
     if "topic" in lowered_by and _CUES["topic_frame"].search(clause):
         return Hit("none", rule.category, f"{name}:topic")
