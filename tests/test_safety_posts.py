@@ -103,6 +103,7 @@ REVIEW_SETS = [
     ("review_social.jsonl", 117, 57),
     ("review_de.jsonl", 66, 32),
     ("review_social_check.jsonl", 118, 60),
+    ("review_raise.jsonl", 64, 15),
 ]
 
 
