@@ -27,7 +27,6 @@ CRISIS = {
         "活着没意思，每天都是煎熬",
         "好想死啊😭",
         "我再也不想醒来了",  # 再也不 makes the match's own 不想 stronger; it negates nothing
-        "累得想死，不是开玩笑的那种",  # said to be meant: no hyperbole
         "撑不住了，想一了百了",
         "有时候会想，我要是消失了，大家是不是会更好，真想永远离开这个世界",
         "想自殺",
@@ -632,7 +631,6 @@ def test_a_stronger_form_of_the_matchs_own_negation_negates_nothing(text, level)
         ("姐妹们，安眠药一次吃多少会睡过去不醒", "crisis"),  # whom the post asks is not at risk
         ("有没有姐妹知道安眠药吃多少会死", "crisis"),
         ("我姐妹说她不想活了", "concern"),  # a friend spoken of is still someone else
-        ("这个视频我笑不活了", "none"),  # slang for laughing hard
         ("那个男的又跟着我了，好怕", "crisis"),
         ("我妈天天跟着我，好烦", "none"),
         ("老伴走了以后，每天就盼着早点去见她", "crisis"),

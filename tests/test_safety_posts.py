@@ -104,6 +104,8 @@ REVIEW_SETS = [
     ("review_de.jsonl", 66, 32),
     ("review_social_check.jsonl", 118, 60),
     ("review_raise.jsonl", 64, 15),
+    ("review_round1.jsonl", 62, 27),
+    ("review_edge.jsonl", 61, 20),
 ]
 
 

@@ -490,8 +490,7 @@ def _judge(rule: Rule, message: _Message, match: re.Match[str]) -> Hit:
         _negated(message, clause_start, start) or _denied_after(message, end)
     ):
         return Hit("none", rule.category, f"{name}:negated")
-    hyperbole = "hyperbole" in lowered_by and not message.has(_CUES["in_earnest"])
-    if hyperbole and (degree := _degree_complement(text, clause_start, start)):
+    if "hyperbole" in lowered_by and (degree := _degree_complement(text, clause_start, start)):
         return Hit(degree, "hopelessness", f"{name}:hyperbole")
     if "topic" in lowered_by and _CUES["topic_frame"].search(clause):
         return Hit("none", rule.category, f"{name}:topic")
