@@ -9,6 +9,7 @@ is an exception that fails the test.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,22 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_verb_quietly():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported_not_swallowed(monkeypatch, capsys):
+    """A verb's own pipe breaking (a subprocess, a socket) is an error, not a reader gone."""
+    import types
+
+    module = types.ModuleType("pipes_out")
+    module.add_arguments = lambda parser: None
+
+    def main(args):
+        print("before")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    module.main = main
+    monkeypatch.setitem(sys.modules, "pipes_out", module)
+    monkeypatch.setitem(cli.COMMANDS, "pipes_out", ("pipes_out", "breaks its own pipe"))
+    with pytest.raises(BrokenPipeError):
+        cli.main(["pipes_out"])
+    assert "before" in capsys.readouterr().out

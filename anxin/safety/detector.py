@@ -356,10 +356,14 @@ def _may_act(message: _Message, person: re.Match[str], match_clause: int) -> boo
 def _addressed(message: _Message, person: re.Match[str]) -> bool:
     """姐妹们，安眠药一次吃多少…; 有没有姐妹知道…: whom a post asks, not whom it is about."""
     start, text = person.start(), message.text
+    word = _CUES["address_word"].match(text[start : start + 6])
+    if word is None:
+        return False
     if _CUES["addressed_before"].search(text, max(0, start - 4), start):
         return True
-    opens_clause = start == message.clause_start(start)
-    return opens_clause and bool(_CUES["vocative"].match(text[start : start + 6]))
+    after = start + word.end()  # a vocative: it opens a clause, and a break follows it
+    breaks = after == len(text) or text[after] in ",!:~ " or message.first_gap(after, after)
+    return start == message.clause_start(start) and bool(breaks)
 
 
 def _quoted_speech(message: _Message, start: int) -> int | None:

@@ -34,17 +34,25 @@ class ReplyVerdict:
     reasons: list[str] = field(default_factory=list)
 
 
+# Sentences up to this long have their reading kept: a reply repeats its short sentences (好的。
+# 好的。), and each costs a normalising and a scan whatever it holds (20 KB of one short sentence
+# took 160 ms unkept). Longer ones are not kept: the stream guard reads a growing sentence again
+# and again, and keeping each prefix of a long one held tens of megabytes.
+_KEPT_UP_TO = 200
+
+
 def _sentence_reasons(sentence: str, known: frozenset[str] = frozenset()) -> list[str]:
     """The rules `sentence` breaks, leaving out those in `known` (already found elsewhere)."""
-    return [name for name in _broken_rules(sentence) if name not in known]
+    read = _kept_reading if len(sentence) <= _KEPT_UP_TO else _broken_rules
+    return [name for name in read(sentence) if name not in known]
 
 
-@lru_cache(maxsize=4096)
 def _broken_rules(sentence: str) -> tuple[str, ...]:
-    # Kept: a reply repeats its short sentences (好的。好的。), and each costs a normalising
-    # and a scan whatever it holds: 20 KB of one short sentence took 160 ms unkept.
     text = normalize(sentence)
     return tuple(rule.name for rule in _RULES if _breaks(rule, text))
+
+
+_kept_reading = lru_cache(maxsize=4096)(_broken_rules)
 
 
 def _breaks(rule: ReplyRule, text: str) -> bool:
