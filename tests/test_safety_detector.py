@@ -631,6 +631,10 @@ def test_a_stronger_form_of_the_matchs_own_negation_negates_nothing(text, level)
         ("姐妹们，安眠药一次吃多少会睡过去不醒", "crisis"),  # whom the post asks is not at risk
         ("有没有姐妹知道安眠药吃多少会死", "crisis"),
         ("我姐妹说她不想活了", "concern"),  # a friend spoken of is still someone else
+        ("姐妹们 安眠药一次吃多少会睡过去不醒", "crisis"),  # a vocative before a typed gap too
+        ("请问我妈一直说不想活了怎么办", "concern"),  # the post is about 我妈, not its readers
+        ("儿子三岁了，他每天跟着我，晚上不敢一个人睡", "none"),  # a child following is no stalker
+        ("我不想醒来面对明天", "crisis"),  # waking to face something is still a wish not to wake
         ("那个男的又跟着我了，好怕", "crisis"),
         ("我妈天天跟着我，好烦", "none"),
         ("老伴走了以后，每天就盼着早点去见她", "crisis"),
