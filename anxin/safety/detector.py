@@ -362,8 +362,12 @@ def _addressed(message: _Message, person: re.Match[str]) -> bool:
     if _CUES["addressed_before"].search(text, max(0, start - 4), start):
         return True
     after = start + word.end()  # a vocative: it opens a clause, and a break follows it
-    breaks = after == len(text) or text[after] in ",!:~ " or message.first_gap(after, after)
-    return start == message.clause_start(start) and bool(breaks)
+    breaks = (
+        after == len(text)
+        or text[after] in ",!:~ "
+        or message.first_gap(after, after) is not None  # a typed space or emoji
+    )
+    return start == message.clause_start(start) and breaks
 
 
 def _quoted_speech(message: _Message, start: int) -> int | None:
