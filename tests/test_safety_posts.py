@@ -106,6 +106,7 @@ REVIEW_SETS = [
     ("review_raise.jsonl", 64, 15),
     ("review_round1.jsonl", 62, 27),
     ("review_edge.jsonl", 61, 20),
+    ("review_asked.jsonl", 57, 28),
 ]
 
 
