@@ -64,6 +64,26 @@ def test_eval_prints_the_figures_and_writes_json(rules_only, tmp_path, capsys):
     assert report["categories"]["suicidal"]["recall"] == 1.0
 
 
+def test_eval_times_each_message_after_an_untimed_first_call(tmp_path):
+    """Loading the weights is a one-time cost: on a small set it was the p99 per message."""
+    from anxin.safety.sets import read_examples
+
+    class Recording:
+        def __init__(self):
+            self.asked = []
+
+        def assess(self, text, context=()):
+            self.asked.append(text)
+            return commands.CrisisDetector().assess(text, context)
+
+    examples = read_examples(write_set(tmp_path / "set.jsonl", SMALL_SET))
+    detector = Recording()
+    results, seconds = commands._assess_all(examples, detector)
+    assert len(detector.asked) == len(SMALL_SET) + 1  # one untimed call before the set
+    assert detector.asked[1:] == [e.text for e in examples]
+    assert [example for example, _ in results] == examples and len(seconds) == len(examples)
+
+
 def test_eval_errors_name_lines_and_rules_never_text(rules_only, tmp_path, capsys):
     records = [*SMALL_SET, {"text": "今天天气真好", "label": "crisis", "category": "mislabelled"}]
     data = write_set(tmp_path / "set.jsonl", records)

@@ -145,8 +145,11 @@ def evaluate(examples: list[Example], detector: CrisisDetector | None = None) ->
 
 
 def _assess_all(examples: list[Example], detector: CrisisDetector | None = None):
-    """Each example's assessment, and the CPU seconds each took (honest on a busy machine)."""
+    """Each example's assessment, and the CPU seconds each took (honest on a busy machine).
+    A first message is assessed untimed: it loads the weights and builds the rules' caches
+    (about 90 ms once), which on a set of fewer than a hundred was its p99."""
     detector = detector or CrisisDetector()
+    detector.assess("你好，最近睡得不太好")
     results, seconds = [], []
     for example in examples:
         started = time.process_time()
