@@ -107,6 +107,7 @@ REVIEW_SETS = [
     ("review_round1.jsonl", 62, 27),
     ("review_edge.jsonl", 61, 20),
     ("review_asked.jsonl", 57, 28),
+    ("review_deny.jsonl", 60, 30),
 ]
 
 
