@@ -633,6 +633,7 @@ def test_a_stronger_form_of_the_matchs_own_negation_negates_nothing(text, level)
         ("他在警察面前否认家暴我现在还得跟他住在一起", "crisis"),
         ("医生问我是否认真想过自杀，我说是的", "crisis"),  # 是否认真: whether, seriously
         ("我对生活已无自杀之外的任何期待", "crisis"),
+        ("我无自杀之外的选择", "crisis"),  # none but suicide
         ("我无法否认我想死", "crisis"),
     ],
 )
