@@ -625,25 +625,6 @@ def test_a_stronger_form_of_the_matchs_own_negation_negates_nothing(text, level)
 @pytest.mark.parametrize(
     "text,level",
     [
-        ("否认自伤及轻生念头，睡眠差", "none"),  # as a case record writes a denial
-        ("患者否认消极观念，近两周情绪低落", "none"),
-        ("既往无自伤史，无冲动伤人行为", "none"),
-        ("我无自杀念头，就是压力大", "none"),
-        ("我以前在医生面前否认想死其实我每天都在想", "crisis"),  # a denial told, in a clause
-        ("他在警察面前否认家暴我现在还得跟他住在一起", "crisis"),
-        ("医生问我是否认真想过自杀，我说是的", "crisis"),  # 是否认真: whether, seriously
-        ("我对生活已无自杀之外的任何期待", "crisis"),
-        ("我无自杀之外的选择", "crisis"),  # none but suicide
-        ("我无法否认我想死", "crisis"),
-    ],
-)
-def test_a_case_records_denial_opens_its_clause(text, level):
-    assert read_rules(text).level == level
-
-
-@pytest.mark.parametrize(
-    "text,level",
-    [
         # social-media posts (data/safety_posts/review_social*.jsonl)
         ("为什么想活的人得了癌症，我这种想死的人却健健康康的", "crisis"),  # people like me
         ("网上那些想死的人都是矫情", "none"),  # people spoken of: strangers, reported

@@ -108,6 +108,7 @@ REVIEW_SETS = [
     ("review_edge.jsonl", 61, 20),
     ("review_asked.jsonl", 57, 28),
     ("review_deny.jsonl", 60, 30),
+    ("review_notseen.jsonl", 40, 20),
 ]
 
 
