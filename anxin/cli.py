@@ -76,25 +76,26 @@ def main(argv: list[str] | None = None) -> int:
         if not _stdout_closed():
             raise  # a pipe of the verb's own (a subprocess, a socket): a real error
         # the reader went away (anxin safety eval FILE | head): stop quietly, as a program
-        # killed by SIGPIPE does
+        # killed by SIGPIPE does, and send what is still buffered nowhere, so that Python's
+        # flush at exit does not fail again
+        _send_stdout_nowhere()
         return 141  # 128 + SIGPIPE (13): what a shell reports for a program the signal ended
 
 
 def _stdout_closed() -> bool:
-    """Whether standard output is a pipe whose reader is gone (poll says POLLERR). If so, what is
-    still buffered is sent nowhere, so that Python's flush at exit does not fail again."""
+    """Whether standard output is a pipe whose reader is gone (poll says POLLERR)."""
     try:
-        descriptor = sys.stdout.fileno()
         poller = select.poll()
-        poller.register(descriptor, select.POLLOUT)
-        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return False  # no descriptor to ask (a test's captured stream): not a closed reader
-    if gone:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, descriptor)
-        os.close(devnull)
-    return gone
+
+
+def _send_stdout_nowhere() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _run(argv: list[str]) -> int:
