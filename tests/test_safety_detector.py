@@ -155,6 +155,23 @@ def test_past_events_and_people_the_user_knows_are_concern(detector, text, categ
 
 
 @pytest.mark.parametrize(
+    "text,level",
+    [
+        ("过去两周我反复想到死", "crisis"),  # a window up to today is recent, not the past
+        ("随访自述：过去2周睡眠差，有消极念头，想过从楼上跳下去", "crisis"),
+        ("在过去的几个月里，我想过自杀", "crisis"),
+        ("过去半个月，我写好了遗书", "crisis"),
+        ("过去两年我自残过，现在已经好了", "concern"),  # the window told as over
+        ("过去我自残过", "concern"),  # 过去 alone is back then
+        ("过去的我想过死，现在好多了", "concern"),
+        ("这件事已经过去两年了，那时候我想过死，现在好了", "concern"),
+    ],
+)
+def test_a_window_after_guoqu_comes_to_today(text, level):
+    assert read_rules(text).level == level
+
+
+@pytest.mark.parametrize(
     "text,rules_level",
     [
         ("初三女生，父母期望太高，特别想死该怎么办", "crisis"),  # 特别 is no 别 (don't)

@@ -109,6 +109,9 @@ REVIEW_SETS = [
     ("review_asked.jsonl", 57, 28),
     ("review_deny.jsonl", 60, 30),
     ("review_notseen.jsonl", 40, 20),
+    ("review_record.jsonl", 59, 29),
+    ("review_record_check.jsonl", 59, 29),
+    ("review_window.jsonl", 39, 20),
 ]
 
 
