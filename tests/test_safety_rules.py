@@ -517,14 +517,22 @@ def test_one_phrase_repeated_to_20_kb_costs_under_100_ms(phrase, between):
     detector = CrisisDetector()
     detector.assess("你好")  # the learned stage loaded before the clock starts
     for name, call in (("assess", detector.assess), ("check_reply", check_reply)):
-        gc.disable()
-        try:
-            started = time.process_time()
-            call(text)
-            spent = time.process_time() - started
-        finally:
-            gc.enable()
+        # The best of three texts that differ in their last character (a reading is kept per
+        # text): on this 2-core machine one run in four of the same 20 KB call costs about
+        # 30 ms more CPU than the others, at random, which is not the reading's cost. The work
+        # this guards against grows with the matches and shows in every run.
+        spent = min(_cpu_seconds(call, text[:-1] + last) for last in "。！？")
         assert spent < BUDGET_S, (name, spent)
+
+
+def _cpu_seconds(call, text: str) -> float:
+    gc.disable()
+    try:
+        started = time.process_time()
+        call(text)
+        return time.process_time() - started
+    finally:
+        gc.enable()
 
 
 def test_a_phrase_lowered_hundreds_of_times_is_not_read_as_calm():
