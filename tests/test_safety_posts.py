@@ -112,6 +112,8 @@ REVIEW_SETS = [
     ("review_record.jsonl", 59, 29),
     ("review_record_check.jsonl", 59, 29),
     ("review_window.jsonl", 39, 20),
+    ("review_period.jsonl", 40, 20),
+    ("review_period_check.jsonl", 40, 20),
 ]
 
 
