@@ -114,6 +114,7 @@ REVIEW_SETS = [
     ("review_window.jsonl", 39, 20),
     ("review_period.jsonl", 40, 20),
     ("review_period_check.jsonl", 40, 20),
+    ("review_clinical.jsonl", 40, 20),
 ]
 
 
