@@ -278,3 +278,26 @@ def test_pr_auc_and_the_curve_by_hand():
     assert list(precision) == [1.0, 0.5, 2 / 3, 0.5] and list(recall) == [0.5, 0.5, 1.0, 1.0]
     assert pr_auc([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
     assert pr_auc([1, 1, 0], [0.5, 0.5, 0.5]) == pytest.approx(2 / 3)  # ties: one step
+
+
+def test_eval_writes_its_files_before_a_reader_that_goes_early_stops_it(tmp_path):
+    """`anxin safety eval FILE --json OUT | head`: the files come before the printed report, so a
+    reader that closes the pipe costs the report, not the figures."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_set(tmp_path / "set.jsonl", SMALL_SET)
+    out, errors = tmp_path / "figures.json", tmp_path / "errors.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anxin", "safety", "eval", str(data), "--json", str(out)]
+        + ["--errors", str(errors)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # every line written as printed
+    )
+    process.stdout.close()  # the reader gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["n"] == len(SMALL_SET)
+    assert errors.exists()

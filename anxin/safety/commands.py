@@ -163,8 +163,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     results, seconds = _assess_all(examples)
     report = figures(results, seconds)
     shown = f"{args.file} ({args.part} part)" if args.part else str(args.file)
-    print(format_report(shown, report))
     machine = machine_facts(torch_too=False)  # times compare only on one CPU, side by side
+    # The files before the report: a reader that stops early (anxin safety eval FILE --json OUT
+    # | head) ends the printing, and that must not cost the figures.
+    written = _write_outputs(args, report, machine, shown, results)
+    print(format_report(shown, report))
     print(f"timed on: {machine['cpu']} ({' '.join(machine['cpu_flags']) or 'no listed flags'})")
     if args.show_errors and report["errors"]:
         texts = {example.line: example.text for example in examples}
@@ -174,17 +177,25 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"  {args.file}:{error['line']}: {error['label']} → {error['predicted']} "
                 f"[{error['category']}] {texts[error['line']]}  ({', '.join(error['rules']) or '-'})"
             )
+    if written:
+        print("\n" + "\n".join(written))
+    return _gate(report["overall"], args.min_recall, args.max_fpr)
+
+
+def _write_outputs(args: argparse.Namespace, report: dict, machine: dict, shown: str, results):
+    """Write what --json, --curve and --errors ask for; the lines that say so."""
+    written = []
     if args.json:
         record = {"file": str(args.file), "part": args.part, **report, "machine": machine}
         write_json(args.json, record)
-        print(f"\nwrote {args.json}")
+        written.append(f"wrote {args.json}")
     if args.curve:
         draw_curve(args.curve, shown, results)
-        print(f"wrote {args.curve}")
+        written.append(f"wrote {args.curve}")
     if args.errors:
         count = write_errors(args.errors, results)
-        print(f"wrote {args.errors} ({count} misses and false alarms)")
-    return _gate(report["overall"], args.min_recall, args.max_fpr)
+        written.append(f"wrote {args.errors} ({count} misses and false alarms)")
+    return written
 
 
 def _gate(overall: dict, min_recall: float | None, max_fpr: float | None) -> int:
