@@ -204,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_report(report))
-    if args.json:
+    if args.json:  # before printing: a reader that stops early must not cost the file
         write_json(args.json, report)
+    print(format_report(report))
     return 0
 
 
