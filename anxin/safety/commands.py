@@ -182,7 +182,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _gate(report["overall"], args.min_recall, args.max_fpr)
 
 
-def _write_outputs(args: argparse.Namespace, report: dict, machine: dict, shown: str, results):
+def _write_outputs(
+    args: argparse.Namespace, report: dict, machine: dict, shown: str, results: list
+) -> list[str]:
     """Write what --json, --curve and --errors ask for; the lines that say so."""
     written = []
     if args.json:
