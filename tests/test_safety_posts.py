@@ -115,6 +115,7 @@ REVIEW_SETS = [
     ("review_period.jsonl", 40, 20),
     ("review_period_check.jsonl", 40, 20),
     ("review_clinical.jsonl", 40, 20),
+    ("review_childhood.jsonl", 39, 19),
 ]
 
 
