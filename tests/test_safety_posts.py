@@ -116,6 +116,7 @@ REVIEW_SETS = [
     ("review_period_check.jsonl", 40, 20),
     ("review_clinical.jsonl", 40, 20),
     ("review_childhood.jsonl", 39, 19),
+    ("review_time_named.jsonl", 22, 14),
 ]
 
 
