@@ -117,6 +117,7 @@ REVIEW_SETS = [
     ("review_clinical.jsonl", 40, 20),
     ("review_childhood.jsonl", 39, 19),
     ("review_time_named.jsonl", 22, 14),
+    ("review_then.jsonl", 40, 20),
 ]
 
 
