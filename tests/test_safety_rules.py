@@ -487,16 +487,7 @@ def test_fuzzed_messages_never_crash_and_cost_under_100_ms():
     for _ in range(150):
         text = fuzzed_message(rng, int(20_000 ** rng.random()))  # 1 character to 20 KB
         for name, call in (("assess", CrisisDetector().assess), ("check_reply", check_reply)):
-            # the collector paused: after a thousand tests a collection of the whole session's
-            # heap can land inside the call and triple its time, which is not the reading's cost
-            # (the quadratic paths this test guards against are)
-            gc.disable()
-            try:
-                started = time.process_time()  # CPU time: honest on a shared, busy machine
-                call(text)
-                spent = time.process_time() - started
-            finally:
-                gc.enable()
+            spent = _cpu_seconds(call, text)
             slowest[name] = max(slowest[name], (spent, len(text)))
             assert spent < BUDGET_S, (name, len(text), spent)
     print(f"slowest calls (s, characters): {slowest}")
@@ -564,6 +555,9 @@ def repeated_phrase_costs() -> dict[str, float]:
 
 
 def _cpu_seconds(call, text: str) -> float:
+    """CPU seconds of one call (honest on a shared, busy machine), the collector paused: after a
+    thousand tests a collection of the whole session's heap can land inside the call and triple
+    its time, which is not the reading's cost (the quadratic paths these tests guard against are)."""
     gc.disable()
     try:
         started = time.process_time()
