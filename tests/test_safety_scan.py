@@ -83,6 +83,12 @@ def test_every_shipped_pattern_finds_the_same_matches_as_the_engine():
         (r"^想死", "想死" * 200),  # anchored at the start: left to the engine
         (r"(?i)kill", "KILL kill " * 50),  # case-insensitive: left to the engine
         (r"\w+死", "累死 " * 100),  # may begin with any letter: left to the engine
+        # a part every match holds, absent, present, or only in a lookaround or an option
+        (r"他.{0,8}打了?我", "他想死" * 200),
+        (r"他.{0,8}打了?我", "他想死" * 200 + "他昨天打了我"),
+        (r"(?:他|她)想(?=.*打)", "他想死" * 100 + "打"),
+        (r"(?:打)?我想死", "我想死" * 100),
+        (r"[打揍]我|被(?:打|骂)", "他想死" * 100 + "被骂了" + "揍我"),
     ],
 )
 def test_a_pattern_finds_what_the_engine_finds(pattern, text):
@@ -104,3 +110,12 @@ def test_patterns_that_may_begin_anywhere_are_left_to_the_engine():
 def test_a_scanner_is_the_compiled_pattern_for_everything_else():
     fast = scanner(r"想死")
     assert fast.pattern == "想死" and fast.sub("x", "我想死") == "我x"
+
+
+def test_a_part_every_match_holds_is_the_most_telling_one_named():
+    """Checked first on a long text: where it is missing, no beginning is tried."""
+    assert scanner(r"他.{0,8}打了?我").required.pattern == "打"  # not 他 or 我: too common
+    assert scanner(r"(?:打)?我想死").required.pattern == "我想死"  # 打 is optional
+    assert scanner(r"想(?=自杀)").required.pattern == "想"  # what a lookahead sees is not held
+    assert set(scanner(r"[打揍]我|被(?:打|骂)").required.pattern.split("|")) == {"打", "揍", "被"}
+    assert scanner(r"想死|\d{3}").required is None  # digits: no string named

@@ -37,6 +37,8 @@ _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sr
 _GROUPS = {sre.SUBPATTERN, getattr(sre, "ATOMIC_GROUP", sre.SUBPATTERN)}
 # Below this many characters the engine's own scan is as quick as finding candidates first.
 _SHORT = 24
+# From this many characters a span is first checked for a part every match holds.
+_LONG = 256
 # Where failed candidates are everywhere (a text of digits, for a dose rule), a Python loop over
 # them costs more than the engine's own scan: past this many misses in one scan, coming closer
 # than _DENSE characters apart on average, the scan hands over to the engine.
@@ -146,6 +148,63 @@ def _trie(beginnings: set[Beginning]) -> str:
     return emit(root)
 
 
+# Single characters too common to tell a text apart: a part every match holds is chosen among
+# the others where the pattern allows (打 rather than 我 in 他打了我).
+_COMMON = set("我你他她它的了是不在有就也都说人个一这那想要会没很好吗呢吧啊,.!? ")
+_MAX_REQUIRED = 200
+
+
+def _required(items) -> set[str] | None:
+    """Literal strings one of which every match of `items` holds, the most telling such set
+    the pattern names (longer strings, fewer of them, no common single characters); None where
+    it names none. Lookarounds are passed over: what they see is not part of the match."""
+    choices: list[set[str]] = []
+    run = ""
+    for op, value in list(items) + [(None, None)]:  # the sentinel ends the last run
+        if op is sre.LITERAL:
+            run += chr(value)
+            continue
+        if run:
+            choices.append({run})
+            run = ""
+        if op is not None and (found := _required_of(op, value)) is not None:
+            choices.append(found)
+    return min(choices, key=_cost, default=None)
+
+
+def _required_of(op, value) -> set[str] | None:
+    if op is sre.IN:
+        listed = [chr(v) for o, v in value if o is sre.LITERAL]
+        return set(listed) if listed and len(listed) == len(value) else None
+    if op is sre.SUBPATTERN:
+        flags = value[1]
+        return (
+            None
+            if flags & (sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE)
+            else _required(value[-1])
+        )
+    if op in _GROUPS:  # an atomic group
+        return _required(value)
+    if op in _REPEATS:
+        low, _, inner = value
+        return _required(inner) if low >= 1 else None
+    if op is sre.BRANCH:
+        found: set[str] = set()
+        for branch in value[1]:
+            part = _required(branch)
+            if part is None:
+                return None
+            found |= part
+            if len(found) > _MAX_REQUIRED:
+                return None
+        return found
+    return None
+
+
+def _cost(strings: set[str]) -> float:
+    return sum((10 if s in _COMMON else 1) / len(s) ** 2 for s in strings)
+
+
 def _parsed(pattern: re.Pattern[str]) -> list | None:
     """The parsed pattern, or None where candidates cannot be found for it."""
     if pattern.flags & (re.IGNORECASE | re.LOCALE | re.VERBOSE | re.MULTILINE):
@@ -180,7 +239,7 @@ class Scanner:
     Everything else (`pattern`, `match`, `sub`, ...) is the compiled pattern's own.
     """
 
-    __slots__ = ("compiled", "first", "needed", "pattern", "match", "fullmatch")
+    __slots__ = ("compiled", "first", "needed", "required", "pattern", "match", "fullmatch")
 
     def __init__(self, compiled: re.Pattern[str]):
         self.compiled = compiled
@@ -192,6 +251,14 @@ class Scanner:
         )
         parsed = _parsed(compiled)
         self.first = _literal_pattern(parsed, compiled.flags)
+        # a part every match holds (打 in 他…打了我): where a long text lacks it, there is no
+        # match to look for at each of its beginnings (the 6,666 他 of 他想死 repeated)
+        required = _required(parsed) if self.first is not None else None
+        self.required = (
+            re.compile("|".join(map(re.escape, sorted(required, key=len, reverse=True))))
+            if required
+            else None
+        )
         # where a match may begin anywhere (累得想死: any character, then 得 or 到), a part
         # every match holds rules a text out at C speed when it is missing
         self.needed = None
@@ -214,6 +281,8 @@ class Scanner:
             if self.needed is not None and self.needed.search(text, pos, endpos) is None:
                 return None  # a part every match holds is not there
             return self.compiled.search(text, pos, endpos)
+        if pos == 0 and endpos >= len(text) and self._lacks_required(text, pos, endpos):
+            return None  # a whole text only: a judgement asks of many spans of one text
         return next(self._scan(text, pos, endpos), None)
 
     def finditer(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Iterator[re.Match]:
@@ -223,7 +292,18 @@ class Scanner:
             if self.needed is not None and self.needed.search(text, pos, endpos) is None:
                 return iter(())
             return self.compiled.finditer(text, pos, endpos)
+        if self._lacks_required(text, pos, endpos):
+            return iter(())
         return self._scan(text, pos, endpos)
+
+    def _lacks_required(self, text: str, pos: int, endpos: int) -> bool:
+        """Whether a long span lacks every string a match must hold (a short one is scanned
+        as quickly as it is checked)."""
+        return (
+            self.required is not None
+            and min(len(text), endpos) - pos >= _LONG
+            and self.required.search(text, pos, endpos) is None
+        )
 
     def _scan(self, text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
         assert self.first is not None
