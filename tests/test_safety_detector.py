@@ -192,6 +192,13 @@ def test_a_window_after_guoqu_comes_to_today(text, level):
         ("我妈半夜给我打电话哭着说活着没意思", "concern"),
         ("她跟我说了很多，我不想活了", "crisis"),  # 我 acts again after being told
         ("男朋友跟我分手了，我想死", "crisis"),
+        # a person word as a role the user holds or fails at is not who acts
+        ("我不配当妈妈，不想活了", "crisis"),
+        ("我没资格做孩子的妈妈，不如去死", "crisis"),
+        ("和他做不成朋友，自残了", "crisis"),
+        ("连朋友都做不成，活着还有什么意思", "crisis"),
+        ("当妈妈说不想活了的时候，我很害怕", "concern"),  # 当 as "when": still the mother
+        ("作为朋友，他说他想死，我该怎么办", "concern"),
         # a period told back is the past only when the message says the risk is over
         ("初二那会儿用圆规划了手臂，现在已经两年多没碰过了", "concern"),
         ("刚确诊那两年常常想死，现在四年没有那种念头了", "concern"),

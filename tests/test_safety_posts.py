@@ -118,6 +118,8 @@ REVIEW_SETS = [
     ("review_childhood.jsonl", 39, 19),
     ("review_time_named.jsonl", 22, 14),
     ("review_then.jsonl", 40, 20),
+    ("review_role.jsonl", 40, 20),
+    ("review_role_check.jsonl", 38, 18),
 ]
 
 

@@ -332,6 +332,11 @@ def _subject(message: _Message, sentence_start: int, start: int, end: int) -> st
         if _may_act(message, person, match_clause)
     )
     last = next(people, None)
+    if last is not None and _reflexive(message, last):
+        # 她觉得自己不配当妈妈，想死: 自己 after a verb of saying or thinking is its subject
+        subject = next(people, None)
+        if subject is not None and subject.start() >= message.clause_start(last.start()):
+            last = subject
     if last is None or last.group("self"):
         return "self"
     if message.last("media_frame", sentence_start, end) or _CUES["stranger"].search(
@@ -349,8 +354,22 @@ def _may_act(message: _Message, person: re.Match[str], match_clause: int) -> boo
         return not (person.start() >= match_clause and _told_me(message, person))
     if _addressed(message, person):
         return False
-    before = max(0, person.start() - 3)
-    return not _CUES["object_marker"].search(message.text, before, person.start())
+    text, start = message.text, person.start()
+    if _CUES["object_marker"].search(text, max(0, start - 3), start):
+        return False
+    return not (  # a role the speaker holds: 我不配当妈妈, 朋友都做不成
+        _CUES["role_before"].search(text, max(0, start - 8), start)
+        or _CUES["role_after"].match(text[person.end() : person.end() + 6])
+    )
+
+
+def _reflexive(message: _Message, person: re.Match[str]) -> bool:
+    """自己 right after a verb of saying or thinking (她说自己, 他觉得自己): the self of whoever
+    says or thinks it, named earlier in the clause, not necessarily the user."""
+    start = person.start()
+    return person.group("self") == "自己" and bool(
+        _CUES["reflexive_after"].search(message.text, max(0, start - 2), start)
+    )
 
 
 def _addressed(message: _Message, person: re.Match[str]) -> bool:
