@@ -120,6 +120,7 @@ REVIEW_SETS = [
     ("review_then.jsonl", 40, 20),
     ("review_role.jsonl", 40, 20),
     ("review_role_check.jsonl", 38, 18),
+    ("medicine_lines.jsonl", 99, 29),
 ]
 
 
