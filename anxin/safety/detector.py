@@ -27,6 +27,7 @@ Privacy: nothing here sends or stores text.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -652,7 +653,8 @@ def _every_risk_word_lowered(message: _Message, reasons: list[str]) -> bool:
         i = bisect.bisect_right(idiom_starts, position)
         return bool(i) and position < idioms[i - 1][1]
 
-    anchors = [m for m in gate.anchor.pattern.finditer(message.text) if not in_idiom(m.start())]
+    outside = (m for m in gate.anchor.pattern.finditer(message.text) if not in_idiom(m.start()))
+    anchors = list(itertools.islice(outside, _JUDGED_AT_MOST + 1))  # past that, not judged
     if not anchors:
         # no risk word outside an idiom: lowered if there was one inside, free if none at all
         return bool(idioms) and bool(gate.anchor.pattern.search(message.text))

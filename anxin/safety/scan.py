@@ -281,9 +281,7 @@ class Scanner:
             if self.needed is not None and self.needed.search(text, pos, endpos) is None:
                 return None  # a part every match holds is not there
             return self.compiled.search(text, pos, endpos)
-        if pos == 0 and endpos >= len(text) and self._lacks_required(text, pos, endpos):
-            return None  # a whole text only: a judgement asks of many spans of one text
-        return next(self._scan(text, pos, endpos), None)
+        return next(self._scan(text, pos, endpos, whole=pos == 0 and endpos >= len(text)), None)
 
     def finditer(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Iterator[re.Match]:
         if min(len(text), endpos) - pos < _SHORT:
@@ -292,8 +290,6 @@ class Scanner:
             if self.needed is not None and self.needed.search(text, pos, endpos) is None:
                 return iter(())
             return self.compiled.finditer(text, pos, endpos)
-        if self._lacks_required(text, pos, endpos):
-            return iter(())
         return self._scan(text, pos, endpos)
 
     def _lacks_required(self, text: str, pos: int, endpos: int) -> bool:
@@ -305,20 +301,33 @@ class Scanner:
             and self.required.search(text, pos, endpos) is None
         )
 
-    def _scan(self, text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+    def _scan(
+        self, text: str, pos: int, endpos: int, whole: bool = True
+    ) -> Iterator[re.Match[str]]:
+        """`whole`: the span is read once (a finditer, a whole text searched), not one of the
+        many spans a judgement asks of a text: only then is it checked for a required part."""
         assert self.first is not None
         candidates, match = self.first.search, self.compiled.match
         start, misses = pos, 0
-        while (candidate := candidates(text, pos, endpos)) is not None:
+        candidate = candidates(text, pos, endpos)
+        # after the first beginning, not before: where there is none, one scan is enough
+        if (
+            candidate is not None
+            and whole
+            and self._lacks_required(text, candidate.start(), endpos)
+        ):
+            return
+        while candidate is not None:
             found = match(text, candidate.start(), endpos)
             if found is None:
                 pos = candidate.start() + 1
                 misses += 1
                 if misses > _MAX_MISSES and (pos - start) < misses * _DENSE:
                     break
-                continue
-            yield found
-            pos = found.end()  # never empty: a pattern that can match empty has no `first`
+            else:
+                yield found
+                pos = found.end()  # never empty: a pattern that can match empty has no `first`
+            candidate = candidates(text, pos, endpos)
         else:
             return
         # Candidates everywhere in this text: the engine's own scan is cheaper from here on.
