@@ -239,7 +239,7 @@ class Scanner:
     Everything else (`pattern`, `match`, `sub`, ...) is the compiled pattern's own.
     """
 
-    __slots__ = ("compiled", "first", "needed", "required", "pattern", "match", "fullmatch")
+    __slots__ = ("compiled", "first", "required", "pattern", "match", "fullmatch")
 
     def __init__(self, compiled: re.Pattern[str]):
         self.compiled = compiled
@@ -251,22 +251,16 @@ class Scanner:
         )
         parsed = _parsed(compiled)
         self.first = _literal_pattern(parsed, compiled.flags)
-        # a part every match holds (打 in 他…打了我): where a long text lacks it, there is no
-        # match to look for at each of its beginnings (the 6,666 他 of 他想死 repeated)
-        required = _required(parsed) if self.first is not None else None
+        # A part every match holds, looked for at the engine's speed before any beginning is
+        # tried: where a pattern may begin anywhere (累得想死: any character, then 得 or 到), in
+        # any span; otherwise in a long one, where it spares trying each beginning (打 in
+        # 他…打了我: the 6,666 他 of 他想死 repeated).
+        required = _required(parsed) if parsed else None
         self.required = (
             re.compile("|".join(map(re.escape, sorted(required, key=len, reverse=True))))
             if required
             else None
         )
-        # where a match may begin anywhere (累得想死: any character, then 得 or 到), a part
-        # every match holds rules a text out at C speed when it is missing
-        self.needed = None
-        if self.first is None and parsed:
-            self.needed = next(
-                filter(None, (_literal_pattern(parsed[i:], compiled.flags) for i in range(1, 4))),
-                None,
-            )
 
     def __getattr__(self, name: str):
         return getattr(self.compiled, name)
@@ -278,7 +272,7 @@ class Scanner:
         if min(len(text), endpos) - pos < _SHORT:
             return self.compiled.search(text, pos, endpos)
         if self.first is None:
-            if self.needed is not None and self.needed.search(text, pos, endpos) is None:
+            if self.required is not None and self.required.search(text, pos, endpos) is None:
                 return None  # a part every match holds is not there
             return self.compiled.search(text, pos, endpos)
         return next(self._scan(text, pos, endpos, whole=pos == 0 and endpos >= len(text)), None)
@@ -287,7 +281,7 @@ class Scanner:
         if min(len(text), endpos) - pos < _SHORT:
             return self.compiled.finditer(text, pos, endpos)
         if self.first is None:
-            if self.needed is not None and self.needed.search(text, pos, endpos) is None:
+            if self.required is not None and self.required.search(text, pos, endpos) is None:
                 return iter(())
             return self.compiled.finditer(text, pos, endpos)
         return self._scan(text, pos, endpos)
