@@ -77,6 +77,7 @@ def test_every_shipped_pattern_finds_the_same_matches_as_the_engine():
     "pattern, text",
     [
         (r"(?<!不)想死|\bkill\s+myself\b", "x" * 300 + "不想死 想死 i will kill myself"),
+        (r"\bi\b|\bmy\b|\b\d+片", "this is my time, hi i am 30片 a30片 " * 20),
         (r"\d+\s*(?:片|粒)", "吃了 30 片 " * 40 + "12粒"),
         (r"(?:我的?|他)?(?:朋友|同学)说", "他朋友说，我同学说，" * 30),
         (r"a*b", "aaab" * 100),  # a repeat that may be empty before the one required character
@@ -104,7 +105,17 @@ def test_patterns_that_may_begin_anywhere_are_left_to_the_engine():
     assert scanner(r"(?i)kill").first is None
     assert scanner(r"\w+死").first is None
     assert scanner(r"x?").first is None  # may match empty
-    assert scanner(r"(?<!不)想死|\bkill").first.pattern == "(?:kil|想死)"
+    assert scanner(r"(?<!不)想死|\bkill").first.pattern == r"(?:k(?<=\bk)il|想死)"
+
+
+def test_a_beginning_that_opens_a_word_is_not_looked_for_inside_one():
+    """\\bi: the i of 'this' or 'hi' is no candidate (1,026 of them in a 13 KB fuzzed message,
+    each tried by the person cue: 25 ms), the i of 'i am' is, even where a search starts right
+    after the letter before it."""
+    first = scanner(r"\bi\b|\bmy\b").first
+    text = "this is my time, hi i am"
+    assert [found.start() for found in first.finditer(text)] == [5, 8, 20]
+    assert first.search("hi", 1) is None and first.search(" i", 1).start() == 1
 
 
 def test_a_scanner_is_the_compiled_pattern_for_everything_else():

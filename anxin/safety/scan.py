@@ -64,6 +64,8 @@ def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
     if length == 0 or not items:
         return {()}
     (op, value), rest = items[0], items[1:]
+    if op is sre.AT and value == sre.AT_BOUNDARY:
+        return {_after_boundary(tail) for tail in _beginnings(rest, length, budget)}
     if op in _ZERO_WIDTH:
         return _beginnings(rest, length, budget)  # consumes nothing: look past it
     if op is sre.LITERAL:
@@ -91,6 +93,16 @@ def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
     if budget[0] < 0:
         raise _TooMany
     return {(head, *tail) for head in heads for tail in tails}
+
+
+def _after_boundary(beginning: Beginning) -> Beginning:
+    """A beginning that must open a word (\\bi, \\bmy): its first character checked for it
+    from behind, i(?<=\\bi), so every beginning still opens with a character the engine can
+    look for at its own speed. Without it, each i and my inside an English word was tried."""
+    if not beginning or "(?<=" in beginning[0]:
+        return beginning
+    head, *tail = beginning
+    return (rf"{head}(?<=\b{head})", *tail)
 
 
 def _repeat_beginnings(op, value, rest: list, length: int, budget: list[int]) -> set[Beginning]:
