@@ -17,7 +17,7 @@ def every_shipped_pattern() -> list[Scanner]:
     book = rulebook()
     found = []
     for rule in (*book.crisis, *book.concern):
-        found += [rule.pattern, rule.requires, rule.escalate_if]
+        found += [rule.pattern, rule.requires, rule.unless, rule.escalate_if]
     for reply_rule in book.reply:
         found += [reply_rule.pattern, reply_rule.requires, reply_rule.unless]
     cues = [*book.judgement.values(), *book.context.values(), *book.classifier.cues.values()]

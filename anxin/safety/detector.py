@@ -555,6 +555,8 @@ def _hits(message: _Message, rules: Iterable[Rule]) -> list[Hit]:
             continue
         if rule.requires is not None and not message.has(rule.requires):
             continue
+        if rule.unless is not None and message.has(rule.unless):
+            continue
         for count, match in enumerate(rule.pattern.finditer(message.text)):
             if count == _JUDGED_AT_MOST:
                 hits.append(Hit(rule.level, rule.category, rule.name))

@@ -116,6 +116,7 @@ class Rule:
     lowered_by: frozenset[str]
     act: bool  # "X过" after the match tells something done (自残过), not a thought (想过死)
     requires: Scanner | None = None  # tried only if the message also matches this
+    unless: Scanner | None = None  # not tried where the message matches this
     escalate_if: Scanner | None = None  # a concern this makes a crisis
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()  # the file's `not:`
@@ -305,7 +306,7 @@ def _name(source: _Source, where: str, item: dict, seen: set[str]) -> str:
 
 _RULE_REQUIRED = {"name", "script", "category", "level", "pattern", "lowered_by", "act"}
 _RULE_REQUIRED |= {"examples", "not"}
-_RULE_OPTIONAL = {"requires", "escalate_if"}
+_RULE_OPTIONAL = {"requires", "unless", "escalate_if"}
 
 
 def _rule(source: _Source, item: object, index: int, seen: set[str]) -> Rule:
