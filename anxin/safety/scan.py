@@ -141,10 +141,11 @@ def _trie(beginnings: set[Beginning]) -> str:
     """One regex for a set of beginnings, shared heads factored out (想好了|想清楚了 →
     想(?:好了|清楚了)), so the engine tries each character once; a beginning that starts with
     another one in the set adds nothing and is left out."""
-    kept: list[Beginning] = []
+    kept: set[Beginning] = set()
     for beginning in sorted(beginnings, key=len):
-        if not any(beginning[: len(shorter)] == shorter for shorter in kept):
-            kept.append(beginning)
+        # a beginning is at most a few pieces long: look its own heads up, not every kept one
+        if not any(beginning[:length] in kept for length in range(1, len(beginning) + 1)):
+            kept.add(beginning)
     root: dict = {}
     for beginning in kept:
         node = root
