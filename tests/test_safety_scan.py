@@ -8,6 +8,7 @@ from re import _parser as parser  # type: ignore[attr-defined]
 import pytest
 from test_safety_rules import fuzzed_message
 
+from anxin.safety.classifier import _WORD_CLASS_PATTERNS
 from anxin.safety.rules import rulebook
 from anxin.safety.scan import Scanner, scanner
 from anxin.safety.text import matching_text
@@ -22,6 +23,7 @@ def every_shipped_pattern() -> list[Scanner]:
         found += [reply_rule.pattern, reply_rule.requires, reply_rule.unless]
     cues = [*book.judgement.values(), *book.context.values(), *book.classifier.cues.values()]
     found += [cue.pattern for cue in (*cues, *book.signs)]
+    found += [pattern for _, pattern in _WORD_CLASS_PATTERNS]
     return [pattern for pattern in found if pattern is not None]
 
 
