@@ -80,6 +80,7 @@ def test_every_shipped_pattern_finds_the_same_matches_as_the_engine():
     [
         (r"(?<!不)想死|\bkill\s+myself\b", "x" * 300 + "不想死 想死 i will kill myself"),
         (r"\bi\b|\bmy\b|\b\d+片", "this is my time, hi i am 30片 a30片 " * 20),
+        (r"(?a:\bx)|y", "片x éx x y " * 10),  # an ASCII \b in a group: left to the engine
         (r"\d+\s*(?:片|粒)", "吃了 30 片 " * 40 + "12粒"),
         (r"(?:我的?|他)?(?:朋友|同学)说", "他朋友说，我同学说，" * 30),
         (r"a*b", "aaab" * 100),  # a repeat that may be empty before the one required character

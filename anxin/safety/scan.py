@@ -33,6 +33,7 @@ _MAX_PREFIXES = 3000
 _MAX_SET = 24  # a set of more characters than this is kept as a class, not listed
 _NARROW_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s"}
 _ZERO_WIDTH = {sre.AT, sre.ASSERT, sre.ASSERT_NOT}
+_LOCAL_FLAGS = sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE | sre.SRE_FLAG_ASCII
 _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
 _GROUPS = {sre.SUBPATTERN, getattr(sre, "ATOMIC_GROUP", sre.SUBPATTERN)}
 # Below this many characters the engine's own scan is as quick as finding candidates first.
@@ -52,8 +53,9 @@ class _TooMany(Exception):
     pass
 
 
-class _CaseInsensitive(Exception):
-    pass
+class _LocalFlags(Exception):
+    """A group turns on a flag the listed beginnings would not honour: (?i:…) matches KILL, and
+    in (?a:…) a \\b sees only ASCII letters as word characters."""
 
 
 def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
@@ -76,8 +78,8 @@ def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
             return {()}
     elif op in _GROUPS:
         inner = value[-1] if op is sre.SUBPATTERN else value
-        if op is sre.SUBPATTERN and value[1] & (sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE):
-            raise _CaseInsensitive
+        if op is sre.SUBPATTERN and value[1] & _LOCAL_FLAGS:
+            raise _LocalFlags
         return _beginnings(list(inner) + rest, length, budget)
     elif op is sre.BRANCH:
         found: set[Beginning] = set()
@@ -96,11 +98,11 @@ def _beginnings(items: list, length: int, budget: list[int]) -> set[Beginning]:
 
 
 def _after_boundary(beginning: Beginning) -> Beginning:
-    """A beginning that must open a word (\\bi, \\bmy): its first character checked for it
-    from behind, i(?<=\\bi), so every beginning still opens with a character the engine can
-    look for at its own speed. Without it, each i and my inside an English word was tried."""
+    """A beginning that must sit at a word boundary (\\bi, \\bmy): its first character checked
+    for it from behind, i(?<=\\bi), so every beginning still opens with a character the engine
+    can look for at its own speed. Without it, each i and my inside an English word was tried."""
     if not beginning or "(?<=" in beginning[0]:
-        return beginning
+        return beginning  # nothing to check, or checked already (\b\b)
     head, *tail = beginning
     return (rf"{head}(?<=\b{head})", *tail)
 
@@ -143,7 +145,7 @@ def _trie(beginnings: set[Beginning]) -> str:
     another one in the set adds nothing and is left out."""
     kept: set[Beginning] = set()
     for beginning in sorted(beginnings, key=len):
-        # a beginning is at most a few pieces long: look its own heads up, not every kept one
+        # a beginning is at most a few pieces long: look up its own prefixes, not every kept one
         if not any(beginning[:length] in kept for length in range(1, len(beginning) + 1)):
             kept.add(beginning)
     root: dict = {}
@@ -239,7 +241,7 @@ def _literal_pattern(items: list | None, flags: int) -> re.Pattern[str] | None:
             found = _beginnings(items, length, [_MAX_PREFIXES])
         except (_TooMany, RecursionError):
             continue
-        except (_CaseInsensitive, TypeError, ValueError, AttributeError):
+        except (_LocalFlags, TypeError, ValueError, AttributeError):
             return None
         if () not in found:
             return re.compile(_trie(found), flags & ~re.DEBUG)
