@@ -33,7 +33,9 @@ _MAX_PREFIXES = 3000
 _MAX_SET = 24  # a set of more characters than this is kept as a class, not listed
 _NARROW_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_SPACE: r"\s"}
 _ZERO_WIDTH = {sre.AT, sre.ASSERT, sre.ASSERT_NOT}
-_LOCAL_FLAGS = sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE | sre.SRE_FLAG_ASCII
+# Flags a group may turn on that change which text matches: listing stops at such a group.
+_CASE_FLAGS = sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE
+_LOCAL_FLAGS = _CASE_FLAGS | sre.SRE_FLAG_ASCII  # and for beginnings, what \b counts as a word
 _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
 _GROUPS = {sre.SUBPATTERN, getattr(sre, "ATOMIC_GROUP", sre.SUBPATTERN)}
 # Below this many characters the engine's own scan is as quick as finding candidates first.
@@ -192,12 +194,7 @@ def _required_of(op, value) -> set[str] | None:
         listed = [chr(v) for o, v in value if o is sre.LITERAL]
         return set(listed) if listed and len(listed) == len(value) else None
     if op is sre.SUBPATTERN:
-        flags = value[1]
-        return (
-            None
-            if flags & (sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_LOCALE)
-            else _required(value[-1])
-        )
+        return None if value[1] & _CASE_FLAGS else _required(value[-1])
     if op in _GROUPS:  # an atomic group
         return _required(value)
     if op in _REPEATS:
@@ -287,8 +284,8 @@ class Scanner:
         if min(len(text), endpos) - pos < _SHORT:
             return self.compiled.search(text, pos, endpos)
         if self.first is None:
-            if self.required is not None and self.required.search(text, pos, endpos) is None:
-                return None  # a part every match holds is not there
+            if self._lacks_required(text, pos, endpos):
+                return None
             return self.compiled.search(text, pos, endpos)
         return next(self._scan(text, pos, endpos, whole=pos == 0 and endpos >= len(text)), None)
 
@@ -296,19 +293,14 @@ class Scanner:
         if min(len(text), endpos) - pos < _SHORT:
             return self.compiled.finditer(text, pos, endpos)
         if self.first is None:
-            if self.required is not None and self.required.search(text, pos, endpos) is None:
+            if self._lacks_required(text, pos, endpos):
                 return iter(())
             return self.compiled.finditer(text, pos, endpos)
         return self._scan(text, pos, endpos)
 
     def _lacks_required(self, text: str, pos: int, endpos: int) -> bool:
-        """Whether a long span lacks every string a match must hold (a short one is scanned
-        as quickly as it is checked)."""
-        return (
-            self.required is not None
-            and min(len(text), endpos) - pos >= _LONG
-            and self.required.search(text, pos, endpos) is None
-        )
+        """Whether the span lacks every string a match must hold: then it holds no match."""
+        return self.required is not None and self.required.search(text, pos, endpos) is None
 
     def _scan(
         self, text: str, pos: int, endpos: int, whole: bool = True
@@ -319,10 +311,12 @@ class Scanner:
         candidates, match = self.first.search, self.compiled.match
         start, misses = pos, 0
         candidate = candidates(text, pos, endpos)
-        # after the first beginning, not before: where there is none, one scan is enough
+        # after the first beginning, not before: where there is none, one scan is enough; and
+        # only in a long span (a short one is scanned as quickly as it is checked)
         if (
             candidate is not None
             and whole
+            and min(len(text), endpos) - candidate.start() >= _LONG
             and self._lacks_required(text, candidate.start(), endpos)
         ):
             return
