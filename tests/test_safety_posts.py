@@ -120,6 +120,10 @@ REVIEW_SETS = [
     ("review_then.jsonl", 40, 20),
     ("review_role.jsonl", 40, 20),
     ("review_role_check.jsonl", 38, 18),
+    ("review_abuse.jsonl", 59, 29),
+    ("review_abuse_more.jsonl", 59, 30),
+    ("review_abuse_check.jsonl", 60, 30),
+    ("review_abuse_check_more.jsonl", 60, 30),
     ("medicine_lines.jsonl", 99, 29),
 ]
 
