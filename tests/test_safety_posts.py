@@ -124,6 +124,7 @@ REVIEW_SETS = [
     ("review_abuse_more.jsonl", 59, 30),
     ("review_abuse_check.jsonl", 60, 30),
     ("review_abuse_check_more.jsonl", 60, 30),
+    ("review_abuse_break.jsonl", 40, 20),
     ("medicine_lines.jsonl", 99, 29),
 ]
 
