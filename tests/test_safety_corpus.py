@@ -34,14 +34,19 @@ def test_parts_follow_the_split_made_before_labelling():
                  for part in ("dev", "heldout")}  # fmt: skip
     assert not dialogues["dev"] & dialogues["heldout"]
     assert len(read("smilechat_heldout.jsonl")) >= 1000
-    # Rounds 2 and 3 come from development dialogues only, and no message is labelled twice.
+    # Rounds 2 to 4 come from development dialogues only, and no message is labelled twice.
     seen = set((REAL / "dev_ids.txt").read_text().split())
-    for name in ("smilechat_scored_dev.jsonl", "smilechat_scored3_dev.jsonl"):
-        scored = read(name)
-        assert not any(corpus.heldout(r["id"].split("-")[1]) for r in scored)
-        assert not {r["id"] for r in scored} & seen
-        assert {r["stratum"] for r in scored} == {"scored_top", "scored_random"}
-        seen |= {r["id"] for r in scored}
+    rounds = {
+        "smilechat_scored_dev.jsonl": {"scored_top", "scored_random"},
+        "smilechat_scored3_dev.jsonl": {"scored_top", "scored_random"},
+        "smilechat_abuse4_dev.jsonl": {"topic_named", "topic_after"},
+    }
+    for name, strata in rounds.items():
+        later = read(name)
+        assert not any(corpus.heldout(r["id"].split("-")[1]) for r in later)
+        assert not {r["id"] for r in later} & seen
+        assert {r["stratum"] for r in later} == strata
+        seen |= {r["id"] for r in later}
 
 
 def smilechat_folder(tmp_path: Path) -> Path:
@@ -138,6 +143,33 @@ def test_a_scored_round_takes_unlabelled_dev_messages_by_score(tmp_path, monkeyp
     (folder / "smilechat_scored_dev.jsonl").write_text(json.dumps({"id": "smile-2-t02"}) + "\n")
     (folder / "smilechat_scored3_dev.jsonl").write_text(json.dumps({"id": "smile-2-t04"}) + "\n")
     assert corpus.labelled_ids(folder) == {"smile-1-t00", "smile-2-t02", "smile-2-t04"}
+
+
+def test_a_topic_round_takes_every_unlabelled_dev_message_from_the_topic_on(tmp_path):
+    folder = tmp_path / "smile"
+    folder.mkdir()
+    opening = ["最近工作很累", "他昨天又打我了", "谢谢你听我说"]  # the topic's words in turn 1
+    for n in range(30):
+        turns = []
+        for i, line in enumerate(opening if n % 2 else ["考试没考好", "还好吧", "谢谢"]):
+            turns.append({"role": "client", "content": f"{line}（{n}-{i}）"})
+            turns.append({"role": "counselor", "content": "我在听，你愿意多说说吗？"})
+        (folder / f"{n}.json").write_text(json.dumps(turns, ensure_ascii=False), encoding="utf-8")
+    labelled = folder.parent / "labelled"
+    labelled.mkdir()
+    done = corpus.message_id("1", 4)  # dialogue 1's last client turn is labelled already
+    (labelled / "smilechat_dev.jsonl").write_text(json.dumps({"id": done}) + "\n")
+    work = tmp_path / "work"
+    argv = ["sample-topic", str(folder), "--labelled", str(labelled), "--out", str(work)]
+    assert corpus.main([*argv, "--topic", "abuse"]) == 0
+    samples = [json.loads(line) for line in (work / "samples.jsonl").open()]
+    dialogues = {d for d in map(str, range(1, 30, 2)) if not corpus.heldout(d)}
+    expected = {corpus.message_id(d, i) for d in dialogues for i in (2, 4)} - {done}
+    assert {s["id"] for s in samples} == expected  # not turn 0, before the topic; no held-out
+    assert {s["stratum"] for s in samples if s["turn"] == 2} == {"topic_named"}
+    assert {s["stratum"] for s in samples if s["turn"] == 4} == {"topic_after"}
+    batches = "".join((work / f"batch-{n}.txt").read_text() for n in range(1, 5))
+    assert all(f"<<< LABEL {s['id']}" in batches for s in samples)
 
 
 @pytest.mark.parametrize("value", ["1", "0", "two"])

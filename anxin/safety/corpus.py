@@ -16,6 +16,11 @@ scores highest, where the crises it is unsure of and the hard negatives are, and
 of the rest. It is written to a work folder like `sample`. `--round N` seeds the random share
 (round 2 was the first of these; round 3 was drawn by the weights trained with round 2).
 
+`sample-topic` draws a later round from the development dialogues on one topic: every
+client message no round has labelled yet, from the first client turn with the topic's words on
+(`TOPICS`). Round 4 was `--topic abuse`: the detector misses abuse most, mostly in later turns
+that no longer name it.
+
 `assemble` joins the labellers' answers to the sampled messages, settles the doubly labelled
 ones (the adjudication file wins), reports agreement, and writes one JSONL per part in the
 format `anxin safety eval` reads (`--prefix smilechat_scored` for round 2,
@@ -25,6 +30,8 @@ format `anxin safety eval` reads (`--prefix smilechat_scored` for round 2,
         --labelled data/safety_real --out work/round2 --round 2
     python -m anxin.safety.corpus assemble work/round2 --out data/safety_real \
         --prefix smilechat_scored --labeller "..."
+    python -m anxin.safety.corpus sample-topic ../shared/data/smilechat/data \
+        --labelled data/safety_real --out work/round4 --topic abuse
 """
 
 from __future__ import annotations
@@ -54,12 +61,21 @@ BATCHES = 8
 SCORED_TOP = 750  # rounds 2 and 3: the unlabelled dev messages the learned stage scores highest
 SCORED_RANDOM = 150  # and a random share of the rest, so the round is not only hard cases
 SCORED_BATCHES = 6
+TOPIC_BATCHES = 4
 
 # The risk vocabulary of docs/safety-labels.md, step 1 of the corpus.
 RISK_VOCABULARY = re.compile(
     r"死|自杀|轻生|自尽|寻短见|活着|活下去|活不下去|不想活|解脱|药|跳|割|消失|结束|了结|了断"
     r"|自残|自伤|伤害|离开这个世界|遗书|天台|楼顶|刀|杀|打我|家暴"
 )
+# A later round's topics: words that open a stretch of a dialogue worth labelling whole.
+# abuse: violence, sexual abuse, threats, stalking or confinement by someone else.
+TOPICS = {
+    "abuse": re.compile(
+        r"打我|揍我|家暴|家庭暴力|暴力|虐待|性侵|猥亵|强奸|性骚扰|骚扰我|威胁|跟踪|动手|殴打|掐"
+        r"|扇我|踢我|施暴|被打|挨打|打骂|打了我"
+    ),
+}
 ROLES = {"client": "user", "counselor": "assistant"}
 LEVELS = ("none", "concern", "crisis")
 
@@ -153,6 +169,26 @@ def scored_sample(
     rest = ranked[SCORED_TOP:]
     chosen = [(d, i, "scored_top") for d, i in ranked[:SCORED_TOP]]
     chosen += [(d, i, "scored_random") for d, i in rng.sample(rest, min(SCORED_RANDOM, len(rest)))]
+    return _samples(dialogues, chosen)
+
+
+def topic_sample(
+    dialogues: dict[str, list[dict]], labelled: set[str], vocabulary: re.Pattern
+) -> list[dict]:
+    """Every unlabelled client message of the development dialogues from the first client turn
+    that holds `vocabulary` on: the turns that name the topic and the later ones that go on
+    about it without naming it."""
+    chosen = []
+    for dialogue, turns in dialogues.items():
+        if heldout(dialogue):
+            continue
+        users = [i for i, turn in enumerate(turns) if turn["role"] == "user"]
+        named = [i for i in users if vocabulary.search(turns[i]["content"])]
+        if not named:
+            continue
+        for i in users:
+            if i >= named[0] and message_id(dialogue, i) not in labelled:
+                chosen.append((dialogue, i, "topic_named" if i in named else "topic_after"))
     return _samples(dialogues, chosen)
 
 
@@ -299,6 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
     )
     scored.add_argument("--out", type=Path, required=True, help="work folder for the batches")
+    topic = verbs.add_parser(
+        "sample-topic",
+        help="a later round: every unlabelled dev message from a topic's first client turn on",
+    )
+    topic.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
+    topic.add_argument(
+        "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
+    )
+    topic.add_argument("--topic", choices=sorted(TOPICS), required=True)
+    topic.add_argument("--out", type=Path, required=True, help="work folder for the batches")
     join = verbs.add_parser("assemble", help="join labels into data files")
     join.add_argument("work", type=Path, help="the work folder of `sample`, with labels-*.jsonl")
     join.add_argument("--out", type=Path, required=True)
@@ -311,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     dialogues = read_dialogues(args.smilechat)
     if args.verb == "sample":
         samples, batches = sample_messages(dialogues), BATCHES
+    elif args.verb == "sample-topic":
+        samples = topic_sample(dialogues, labelled_ids(args.labelled), TOPICS[args.topic])
+        batches = TOPIC_BATCHES
     else:
         labelled = labelled_ids(args.labelled)
         from anxin.safety import care  # the shipped weights: only this verb needs them
