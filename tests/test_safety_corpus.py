@@ -168,7 +168,8 @@ def test_a_topic_round_takes_every_unlabelled_dev_message_from_the_topic_on(tmp_
     assert {s["id"] for s in samples} == expected  # not turn 0, before the topic; no held-out
     assert {s["stratum"] for s in samples if s["turn"] == 2} == {"topic_named"}
     assert {s["stratum"] for s in samples if s["turn"] == 4} == {"topic_after"}
-    batches = "".join((work / f"batch-{n}.txt").read_text() for n in range(1, 5))
+    names = (f"batch-{n}.txt" for n in range(1, corpus.TOPIC_BATCHES + 1))
+    batches = "".join((work / name).read_text() for name in names)
     assert all(f"<<< LABEL {s['id']}" in batches for s in samples)
 
 

@@ -69,7 +69,8 @@ RISK_VOCABULARY = re.compile(
     r"|自残|自伤|伤害|离开这个世界|遗书|天台|楼顶|刀|杀|打我|家暴"
 )
 # A later round's topics: words that open a stretch of a dialogue worth labelling whole.
-# abuse: violence, sexual abuse, threats, stalking or confinement by someone else.
+# abuse: violence, sexual abuse, threats, stalking or confinement by someone else (暴力 also
+# opens dialogues about 冷暴力 or 非暴力沟通; round 4's labellers read those as ordinary).
 TOPICS = {
     "abuse": re.compile(
         r"打我|揍我|家暴|家庭暴力|暴力|虐待|性侵|猥亵|强奸|性骚扰|骚扰我|威胁|跟踪|动手|殴打|掐"
