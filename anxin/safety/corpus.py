@@ -318,11 +318,18 @@ def _later_round(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anxin.safety.corpus", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    sample = verbs.add_parser("sample", help="sample, split and write labelling batches")
-    sample.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
-    sample.add_argument("--out", type=Path, required=True, help="work folder for the batches")
+    # what every sampling verb reads and writes, and what a later round also reads
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
+    source.add_argument("--out", type=Path, required=True, help="work folder for the batches")
+    later = argparse.ArgumentParser(add_help=False)
+    later.add_argument(
+        "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
+    )
+    verbs.add_parser("sample", parents=[source], help="sample, split and write labelling batches")
     scored = verbs.add_parser(
         "sample-scored",
+        parents=[source, later],
         help="a later round: unlabelled dev messages the learned stage ranks highest",
     )
     scored.add_argument(
@@ -331,21 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="which round, 2 or later (seeds the random share; round 1 was `sample`)",
     )
-    scored.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
-    scored.add_argument(
-        "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
-    )
-    scored.add_argument("--out", type=Path, required=True, help="work folder for the batches")
     topic = verbs.add_parser(
         "sample-topic",
+        parents=[source, later],
         help="a later round: every unlabelled dev message from a topic's first client turn on",
     )
-    topic.add_argument("smilechat", type=Path, help="folder of SMILECHAT <n>.json files")
     topic.add_argument(
-        "--labelled", type=Path, required=True, help="folder of the labelled smilechat_*.jsonl"
+        "--topic", choices=sorted(TOPICS), required=True, help="whose words open the stretch"
     )
-    topic.add_argument("--topic", choices=sorted(TOPICS), required=True)
-    topic.add_argument("--out", type=Path, required=True, help="work folder for the batches")
     join = verbs.add_parser("assemble", help="join labels into data files")
     join.add_argument("work", type=Path, help="the work folder of `sample`, with labels-*.jsonl")
     join.add_argument("--out", type=Path, required=True)
